@@ -1,0 +1,1 @@
+"""edgecut's own gRPC API, one subpackage per version of it."""

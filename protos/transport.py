@@ -1,0 +1,417 @@
+"""The one place that builds gRPC servers and channels for edgecut's nodes.
+
+Both ends get the same explicit message limits and compatible keepalive settings, optional TLS
+(mutual with a client CA) and an optional bearer token: ``build_server`` + ``add_port`` (bind
+port 0 and read the chosen port back) on the cloud, ``build_channel`` on the edge.
+"""
+
+from __future__ import annotations
+
+import collections
+import hmac
+from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+__all__ = [
+    "AUTHORIZATION_HEADER",
+    "DEFAULT_KEEPALIVE",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "HEALTH_METHODS",
+    "BearerTokenAuth",
+    "ClientTLS",
+    "Keepalive",
+    "ServerTLS",
+    "add_port",
+    "build_channel",
+    "build_server",
+    "channel_options",
+    "server_options",
+]
+
+# gRPC's default receive limit is 4 MiB: not even two frames of an early ResNet feature map
+# (64x112x112 fp32 = 3.1 MiB each). 64 MiB carries a batch of 16 such frames while still
+# bounding what one message can make a process allocate.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_GRPC_MAX_MESSAGE_BYTES = 2**31 - 1  # gRPC stores the limit in a C int
+
+AUTHORIZATION_HEADER = "authorization"  # gRPC metadata keys are lowercase
+
+# Health checks pass without a token so load balancers and orchestrators can probe the server;
+# they reveal only "serving or not". Everything else, OIP's ServerLive included, needs the token.
+HEALTH_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """HTTP/2 keepalive pings, set so that the two ends agree.
+
+    A client that pings more often than the server's ``min_recv_ping_interval_ms`` is cut off
+    with GOAWAY "too_many_pings", so one object configures both ends consistently.
+    """
+
+    # Cellular NATs drop idle flows after about a minute; a ping every 30 s keeps the edge's
+    # connection alive between bursts and detects a dead link within time_ms + timeout_ms.
+    time_ms: int = 30_000
+    timeout_ms: int = 10_000
+    permit_without_calls: bool = True
+    # Server side: pings closer together than this (with no data between) count as abuse.
+    min_recv_ping_interval_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("time_ms", "timeout_ms", "min_recv_ping_interval_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Keepalive.{name} must be > 0, got {getattr(self, name)}")
+        if self.min_recv_ping_interval_ms > self.time_ms:
+            raise ValueError(
+                f"Keepalive.min_recv_ping_interval_ms ({self.min_recv_ping_interval_ms}) must be "
+                f"<= time_ms ({self.time_ms}), or the server would reject the client's pings"
+            )
+
+    def client_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.keepalive_time_ms", self.time_ms),
+            ("grpc.keepalive_timeout_ms", self.timeout_ms),
+            ("grpc.keepalive_permit_without_calls", int(self.permit_without_calls)),
+            ("grpc.http2.max_pings_without_data", 0),  # 0: keep pinging an idle connection
+        ]
+
+    def server_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.keepalive_time_ms", self.time_ms),
+            ("grpc.keepalive_timeout_ms", self.timeout_ms),
+            ("grpc.keepalive_permit_without_calls", int(self.permit_without_calls)),
+            ("grpc.http2.min_ping_interval_without_data_ms", self.min_recv_ping_interval_ms),
+        ]
+
+
+DEFAULT_KEEPALIVE = Keepalive()
+
+
+# ------------------------------------------------------------------------- TLS
+
+
+def _as_path(owner: str, field: str, value: Path | str) -> Path:
+    path = Path(value)
+    if not path.exists():
+        raise FileNotFoundError(f"{owner}.{field}: {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{owner}.{field}: {path} is not a regular file")
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise PermissionError(f"{owner}.{field}: {path} cannot be read: {exc}") from exc
+    marker = b"PRIVATE KEY-----" if field == "key_file" else b"-----BEGIN CERTIFICATE-----"
+    if marker not in text:
+        wanted = "a PEM private key" if field == "key_file" else "PEM certificate(s)"
+        raise ValueError(f"{owner}.{field}: {path} does not hold {wanted}")
+    return path
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """Server certificate and key (PEM files); with ``client_ca_file``, mutual TLS is required."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cert_file", _as_path("ServerTLS", "cert_file", self.cert_file))
+        object.__setattr__(self, "key_file", _as_path("ServerTLS", "key_file", self.key_file))
+        if self.client_ca_file is not None:
+            ca = _as_path("ServerTLS", "client_ca_file", self.client_ca_file)
+            object.__setattr__(self, "client_ca_file", ca)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Read the files now (so a rotated certificate is picked up by the next server)."""
+        client_ca = self.client_ca_file.read_bytes() if self.client_ca_file else None
+        return grpc.ssl_server_credentials(
+            [(self.key_file.read_bytes(), self.cert_file.read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """How a client verifies the server, and optionally proves itself (mutual TLS).
+
+    ``root_ca_file`` None trusts the system's roots. ``server_name_override`` checks the
+    server certificate against that name instead of the target's host (tests, IP targets).
+    """
+
+    root_ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name_override: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("root_ca_file", "cert_file", "key_file"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _as_path("ClientTLS", name, value))
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "ClientTLS: cert_file and key_file go together (both for mutual TLS, or neither)"
+            )
+        if self.server_name_override == "":
+            raise ValueError("ClientTLS.server_name_override: use None, not an empty string")
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_ca_file.read_bytes() if self.root_ca_file else None,
+            private_key=self.key_file.read_bytes() if self.key_file else None,
+            certificate_chain=self.cert_file.read_bytes() if self.cert_file else None,
+        )
+
+    def options(self) -> list[tuple[str, str]]:
+        if self.server_name_override is None:
+            return []
+        return [("grpc.ssl_target_name_override", self.server_name_override)]
+
+
+# ----------------------------------------------------------------- bearer token
+
+
+def _token_set(tokens: str | Iterable[str]) -> tuple[bytes, ...]:
+    values = (tokens,) if isinstance(tokens, str) else tuple(tokens)
+    if not values or any(not t or t != t.strip() or " " in t for t in values):
+        raise ValueError("bearer tokens must be non-empty and contain no whitespace")
+    return tuple(t.encode() for t in values)
+
+
+class BearerTokenAuth(grpc.ServerInterceptor):
+    """Server interceptor: calls without ``authorization: Bearer <token>`` get UNAUTHENTICATED.
+
+    Several tokens may be valid at once (rotation). Methods in ``public_methods`` (default: the
+    gRPC health checks) pass without a token.
+    """
+
+    def __init__(
+        self, tokens: str | Iterable[str], *, public_methods: Iterable[str] = HEALTH_METHODS
+    ) -> None:
+        self._tokens = _token_set(tokens)
+        self._public = frozenset(public_methods)
+
+    def _check(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+        """None when the call is authorized, else why it is not."""
+        values = [v for k, v in metadata or () if k == AUTHORIZATION_HEADER]
+        if not values:
+            return "missing credentials: send metadata 'authorization: Bearer <token>'"
+        value = values[0] if isinstance(values[0], str) else values[0].decode(errors="replace")
+        scheme, _, credential = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credential:
+            return "malformed authorization metadata: expected 'Bearer <token>'"
+        given = credential.strip().encode()
+        # Compare against every token, without early exit, so timing says nothing of which.
+        matches = [hmac.compare_digest(given, token) for token in self._tokens]
+        return None if any(matches) else "invalid bearer token"
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        if handler_call_details.method in self._public:
+            return continuation(handler_call_details)
+        reason = self._check(handler_call_details.invocation_metadata)
+        handler = continuation(handler_call_details)
+        if reason is None or handler is None:
+            return handler
+        return _denying_handler(handler, reason)
+
+
+def _denying_handler(handler: grpc.RpcMethodHandler, reason: str) -> grpc.RpcMethodHandler:
+    """A handler of the same streaming shape as ``handler`` that only aborts."""
+
+    def deny(_request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(deny)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(deny)
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _BearerTokenClient(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds the bearer token to every call's metadata.
+
+    Metadata rather than call credentials, because gRPC sends call credentials only over TLS
+    and a token must also work on a plaintext loopback or lab link.
+    """
+
+    def __init__(self, token: str) -> None:
+        _token_set(token)
+        self._header = (AUTHORIZATION_HEADER, f"Bearer {token}")
+
+    def _details(self, details: grpc.ClientCallDetails) -> _CallDetails:
+        metadata = [*(details.metadata or ()), self._header]
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return continuation(self._details(client_call_details), request_iterator)
+
+    def intercept_stream_stream(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+# -------------------------------------------------------------- servers, channels
+
+
+def _limit_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    if not 0 < max_message_bytes <= _GRPC_MAX_MESSAGE_BYTES:
+        raise ValueError(
+            f"max_message_bytes must be in 1..{_GRPC_MAX_MESSAGE_BYTES}, got {max_message_bytes}"
+        )
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+def server_options(
+    *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, keepalive: Keepalive = DEFAULT_KEEPALIVE
+) -> list[tuple[str, int]]:
+    """The channel arguments ``build_server`` sets (exposed for grpc.aio or tests)."""
+    # SO_REUSEPORT is on by default in gRPC on Linux: a second server on a busy port would
+    # silently share it instead of failing. Binding must fail loudly.
+    return [
+        *_limit_options(max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        *keepalive.server_options(),
+    ]
+
+
+def channel_options(
+    *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, keepalive: Keepalive = DEFAULT_KEEPALIVE
+) -> list[tuple[str, int]]:
+    """The channel arguments ``build_channel`` sets (exposed for grpc.aio or tests)."""
+    return [*_limit_options(max_message_bytes), *keepalive.client_options()]
+
+
+def build_server(
+    *,
+    max_workers: int = 8,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    keepalive: Keepalive = DEFAULT_KEEPALIVE,
+    token: str | Iterable[str] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    max_concurrent_rpcs: int | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.Server:
+    """A thread-pool gRPC server with limits and keepalive set; no port bound yet (``add_port``).
+
+    ``token`` installs ``BearerTokenAuth`` in front of ``interceptors``. Past
+    ``max_concurrent_rpcs`` calls the server answers RESOURCE_EXHAUSTED instead of queueing.
+    """
+    if max_workers < 1:
+        raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+    chain: list[grpc.ServerInterceptor] = [BearerTokenAuth(token)] if token is not None else []
+    chain += interceptors
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-server"),
+        interceptors=chain,
+        options=[
+            *server_options(max_message_bytes=max_message_bytes, keepalive=keepalive),
+            *options,
+        ],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+
+
+def add_port(server: grpc.Server, address: str, tls: ServerTLS | None = None) -> int:
+    """Bind ``address`` (``host:port``; port 0 picks a free one) and return the bound port."""
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.credentials())
+    except RuntimeError as exc:  # raised by recent grpcio on bind failure
+        raise OSError(f"could not bind gRPC server to {address}: {exc}") from exc
+    if port == 0:  # returned by older grpcio on bind failure
+        raise OSError(f"could not bind gRPC server to {address}")
+    return int(port)
+
+
+def build_channel(
+    target: str,
+    *,
+    tls: ClientTLS | None = None,
+    token: str | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    keepalive: Keepalive = DEFAULT_KEEPALIVE,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.Channel:
+    """A channel to ``target`` (``host:port``) with limits, keepalive, TLS and token set.
+
+    A token on a channel without TLS travels in clear text: acceptable on loopback or a
+    private lab link only.
+    """
+    all_options = [
+        *channel_options(max_message_bytes=max_message_bytes, keepalive=keepalive),
+        *(tls.options() if tls else ()),
+        *options,
+    ]
+    if tls is None:
+        channel = grpc.insecure_channel(target, options=all_options)
+    else:
+        channel = grpc.secure_channel(target, tls.credentials(), options=all_options)
+    if token is not None:
+        channel = grpc.intercept_channel(channel, _BearerTokenClient(token))
+    return channel

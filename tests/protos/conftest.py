@@ -1,0 +1,183 @@
+"""Fixtures for the protos tests: test certificates, an echo OIP server, the tritonclient peer.
+
+tests/protos has no __init__.py on purpose: as a package it would be importable as ``protos``
+and shadow the real one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2_grpc
+
+from protos import tensors, transport
+from protos.inference import grpc_service_pb2 as pb
+from protos.inference import grpc_service_pb2_grpc as pb_grpc
+
+PEER = Path(__file__).with_name("triton_peer.py")
+
+
+# ---------------------------------------------------------------- certificates
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    rogue_ca: Path  # a CA nobody trusts, and a client certificate it signed
+    rogue_client_cert: Path
+    rogue_client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _make_ca(directory: Path, name: str) -> None:
+    _openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "2",
+        "-subj", f"/CN=edgecut test {name}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=directory,
+    )  # fmt: skip
+
+
+def _make_leaf(directory: Path, name: str, ca: str, extensions: str, serial: int) -> None:
+    (directory / f"{name}.ext").write_text(extensions)
+    _openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=edgecut test {name}",
+        cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+        "-set_serial", str(serial), "-days", "2", "-out", f"{name}.pem",
+        "-extfile", f"{name}.ext",
+        cwd=directory,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to create test certificates")
+    d = tmp_path_factory.mktemp("certs")
+    _make_ca(d, "ca")
+    _make_ca(d, "rogue")
+    server_ext = (
+        "subjectAltName=DNS:localhost,DNS:edgecut.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+    )
+    _make_leaf(d, "server", "ca", server_ext, serial=2)
+    _make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n", serial=3)
+    _make_leaf(d, "rogue_client", "rogue", "extendedKeyUsage=clientAuth\n", serial=4)
+    return Certs(
+        ca=d / "ca.pem",
+        server_cert=d / "server.pem",
+        server_key=d / "server.key",
+        client_cert=d / "client.pem",
+        client_key=d / "client.key",
+        rogue_ca=d / "rogue.pem",
+        rogue_client_cert=d / "rogue_client.pem",
+        rogue_client_key=d / "rogue_client.key",
+    )
+
+
+# ------------------------------------------------------------------ echo server
+
+
+@dataclass
+class EchoServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """A minimal OIP server: every input comes back as output '<name>_echo'."""
+
+    max_bytes: int | None = None
+    received: list[tensors.InferRequest] = field(default_factory=list)
+
+    def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(self, request: Any, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=True)
+
+    def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        try:
+            decoded = tensors.request_from_proto(request, max_bytes=self.max_bytes)
+        except tensors.TensorWireError as exc:
+            context.abort(grpc.StatusCode[exc.code], str(exc))
+        self.received.append(decoded)
+        response = tensors.InferResponse(
+            model_name=decoded.model_name,
+            model_version=decoded.model_version or "1",
+            id=decoded.id,
+            outputs={f"{name}_echo": array for name, array in decoded.inputs.items()},
+            parameters=decoded.parameters,
+        )
+        return tensors.response_to_proto(response)
+
+
+@dataclass
+class RunningServer:
+    port: int
+    servicer: EchoServicer
+    server: grpc.Server
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., RunningServer]]:
+    """Factory: start an echo server (with a health service) on 127.0.0.1:0."""
+    started: list[grpc.Server] = []
+
+    def start(
+        *, tls: transport.ServerTLS | None = None, max_bytes: int | None = None, **kwargs: Any
+    ) -> RunningServer:
+        server = transport.build_server(max_workers=4, **kwargs)
+        # The stubs mark every RPC abstract; at run time the base answers UNIMPLEMENTED.
+        servicer = EchoServicer(max_bytes=max_bytes)  # type: ignore[abstract]
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+        port = transport.add_port(server, "127.0.0.1:0", tls)
+        server.start()
+        started.append(server)
+        return RunningServer(port, servicer, server)
+
+    yield start
+    for server in started:
+        server.stop(grace=None)
+
+
+# ------------------------------------------------------------ tritonclient peer
+
+
+@pytest.fixture(scope="session")
+def run_peer() -> Callable[[str, Path], None]:
+    # find_spec, not importorskip: importing tritonclient.grpc here would clash with protos.
+    if importlib.util.find_spec("tritonclient") is None:
+        pytest.skip("tritonclient[grpc] is a test dependency")
+
+    def run(mode: str, path: Path) -> None:
+        proc = subprocess.run(
+            [sys.executable, str(PEER), mode, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert proc.returncode == 0, f"triton peer {mode} failed:\n{proc.stderr}"
+
+    return run
