@@ -1,0 +1,130 @@
+"""The planner: one object from a model spec to plans, tables and split artifacts.
+
+:class:`Planner` resolves a ``--model`` spec, captures it, prices it on an edge
+device, a network and a cloud device, and answers the questions the CLI asks:
+the best cut (:meth:`plan`), a named cut (:meth:`cut_after`), the best cut for
+every bandwidth (:meth:`sweep`), and the artifacts of a plan (:meth:`split`).
+
+    planner = Planner.create("resnet18", edge="rpi4", cloud="x86-server", network="lte")
+    plan = planner.plan(objective="latency")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from partitioner.breakpoints import BreakpointTable, build_table
+from partitioner.cost import CostModel
+from partitioner.errors import EdgecutError
+from partitioner.graph import CapturedModel, capture
+from partitioner.modelspec import LoadedModel, load_model
+from partitioner.network import NetworkProfile, get_network
+from partitioner.plan import Plan, evaluate_cut, make_plan
+from partitioner.profiles import DeviceProfile, get_device
+
+
+def resolve_device(name: str, captured: CapturedModel, *, repeats: int = 10) -> DeviceProfile:
+    """A preset, or ``host`` measured on this machine for this model."""
+    if name == "host":
+        from partitioner.measure import host_profile
+
+        return host_profile(captured, repeats=repeats)
+    return get_device(name)
+
+
+@dataclass
+class Planner:
+    loaded: LoadedModel
+    captured: CapturedModel
+    cost: CostModel
+
+    @classmethod
+    def create(
+        cls,
+        model: str,
+        *,
+        edge: str = "rpi4",
+        cloud: str = "x86-server",
+        network: str | NetworkProfile = "lte",
+        bandwidth_mbps: float | None = None,
+        rtt_ms: float | None = None,
+        codec: str = "none",
+        input_shape: tuple[int, ...] | None = None,
+        edge_dtype: str | None = None,
+        cloud_dtype: str | None = None,
+    ) -> Planner:
+        if bandwidth_mbps is not None and not bandwidth_mbps > 0:
+            raise EdgecutError(f"--bandwidth-mbps must be > 0, got {bandwidth_mbps:g}")
+        if rtt_ms is not None and rtt_ms < 0:
+            raise EdgecutError(f"--rtt-ms must be >= 0, got {rtt_ms:g}")
+        # Validate the cheap arguments before the expensive capture.
+        for name in (edge, cloud):
+            if name != "host":
+                get_device(name)
+        net = get_network(network) if isinstance(network, str) else network
+        if bandwidth_mbps is not None:
+            net = net.with_bandwidth(bandwidth_mbps)
+        if rtt_ms is not None:
+            net = net.with_rtt(rtt_ms)
+        loaded = load_model(model, input_shape)
+        captured = capture(loaded.module, loaded.example_input(), name=loaded.name)
+        edge_profile = resolve_device(edge, captured)
+        cloud_profile = resolve_device(cloud, captured)
+        cost = CostModel(
+            captured.graph,
+            edge_profile,
+            cloud_profile,
+            net,
+            codec,
+            edge_dtype=edge_dtype,
+            cloud_dtype=cloud_dtype,
+        )
+        return cls(loaded, captured, cost)
+
+    @property
+    def graph(self):
+        return self.captured.graph
+
+    def plan(
+        self,
+        *,
+        objective: str = "latency",
+        solver: str = "auto",
+        bandwidth_mbps: float | None = None,
+    ) -> Plan:
+        return make_plan(
+            self.cost,
+            objective=objective,
+            solver=solver,
+            bandwidth_mbps=bandwidth_mbps,
+            input_shape=self.loaded.input_shape,
+        )
+
+    def cut_after(
+        self, node: str, *, objective: str = "latency", bandwidth_mbps: float | None = None
+    ) -> Plan:
+        return evaluate_cut(
+            self.cost,
+            node,
+            objective=objective,
+            bandwidth_mbps=bandwidth_mbps,
+            input_shape=self.loaded.input_shape,
+        )
+
+    def sweep(
+        self, min_mbps: float, max_mbps: float, *, objective: str = "latency", solver: str = "auto"
+    ) -> BreakpointTable:
+        return build_table(self.cost, min_mbps, max_mbps, objective=objective, solver=solver)
+
+    def split(self, plan: Plan, out_dir: str | Path, *, model_spec: str | None = None) -> Path:
+        from partitioner.artifact import write_split
+
+        return write_split(self.captured, plan, out_dir, model_spec=model_spec or self.loaded.name)
+
+    def reference_output(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode():
+            out = self.loaded.module(x)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)

@@ -1,0 +1,126 @@
+"""Split artifacts: export, verified load, head->tail equality, and refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import pytest
+import torch
+
+from partitioner.artifact import ArtifactError, load_split, read_manifest, write_split
+from partitioner.cost import CostModel
+from partitioner.network import get_network
+from partitioner.plan import evaluate_cut, make_plan
+from partitioner.profiles import get_device
+
+
+def _cost(cap):
+    return CostModel(cap.graph, get_device("rpi4"), get_device("x86-server"), get_network("lte"))
+
+
+@pytest.fixture(scope="module")
+def googlenet_split(tmp_path_factory, captured_zoo):
+    model, cap = captured_zoo("googlenet")
+    plan = evaluate_cut(_cost(cap), "inception3a.branch2.1.relu")
+    out = write_split(cap, plan, tmp_path_factory.mktemp("g") / "split", model_spec="googlenet")
+    return model, cap, plan, out
+
+
+def test_multi_tensor_cut_round_trips_and_equals_the_model(googlenet_split) -> None:
+    model, cap, plan, out = googlenet_split
+    art = load_split(out)
+    names = [t.name for t in art.crossing]
+    assert len(names) >= 2 and names == [t.name for t in plan.cut]
+    x = torch.randn(4, *cap.input_shape[1:])  # batch 4: the halves accept any batch
+    with torch.inference_mode():
+        want = model(x)
+    (got,) = art.run(x)
+    assert float((got - want).abs().max() / want.abs().max()) < 1e-4
+    mid = art.run_head(x)
+    for spec, t in zip(art.crossing, mid, strict=True):
+        assert list(t.shape[1:]) == list(spec.shape[1:]) and t.shape[0] == 4
+
+
+def test_manifest_describes_the_split(googlenet_split) -> None:
+    _, cap, plan, out = googlenet_split
+    m = read_manifest(out)
+    assert m["model"] == "googlenet" and m["dynamic_batch"] is True
+    assert m["inputs"][0]["name"] == "x" and m["inputs"][0]["shape"] == list(cap.input_shape)
+    assert [t["name"] for t in m["crossing"]] == [t.name for t in plan.cut]
+    assert m["outputs"][0]["shape"] == [1, 1000]
+    assert set(m["files"]) == {"head.pt2", "tail.pt2"}
+    assert all(len(f["sha256"]) == 64 for f in m["files"].values())
+    assert m["plan"]["edge_nodes"] == list(plan.edge_nodes)
+
+
+def test_altered_file_is_refused(googlenet_split, tmp_path) -> None:
+    *_, out = googlenet_split
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    with (copy / "tail.pt2").open("r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(ArtifactError, match="tail.pt2 sha256"):
+        load_split(copy)
+    (copy / "head.pt2").unlink()
+    with pytest.raises(ArtifactError, match="head.pt2 is listed but missing"):
+        load_split(copy)
+
+
+def test_pickled_payload_is_refused_before_loading(googlenet_split, tmp_path) -> None:
+    *_, out = googlenet_split
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    head = copy / "head.pt2"
+    rewritten = tmp_path / "head.pt2"
+    with zipfile.ZipFile(head) as src, zipfile.ZipFile(rewritten, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith("model_weights_config.json"):
+                config = json.loads(data)
+                for entry in config["config"].values():
+                    entry["use_pickle"] = True
+                data = json.dumps(config).encode()
+            dst.writestr(info, data)
+    shutil.move(rewritten, head)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    from partitioner.artifact import sha256_file
+
+    manifest["files"]["head.pt2"]["sha256"] = sha256_file(head)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="pickled payload"):
+        load_split(copy)
+
+
+def test_not_an_artifact(tmp_path) -> None:
+    with pytest.raises(ArtifactError, match="no manifest.json"):
+        load_split(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"format": "other"}')
+    with pytest.raises(ArtifactError, match="format is 'other'"):
+        load_split(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["edge-only", "cloud-only"])
+def test_edge_only_and_cloud_only_splits(captured_zoo, tmp_path, where: str) -> None:
+    model, cap = captured_zoo("resnet18")
+    cost = _cost(cap)
+    edge = cost.edge_only() if where == "edge-only" else cost.cloud_only()
+    plan = evaluate_cut(cost, [n.name for n in cap.graph.nodes if n.name in edge][-1])
+    out = write_split(cap, plan, tmp_path / where)
+    art = load_split(out)
+    assert (art.tail is None) == (where == "edge-only")
+    x = torch.randn(2, *cap.input_shape[1:])
+    with torch.inference_mode():
+        want = model(x)
+    torch.testing.assert_close(art.run(x)[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_solved_plan_splits(captured_zoo, tmp_path) -> None:
+    model, cap = captured_zoo("mobilenet_v2")
+    plan = make_plan(_cost(cap), bandwidth_mbps=2.0)
+    art = load_split(write_split(cap, plan, tmp_path / "m"))
+    x = torch.randn(1, *cap.input_shape[1:])
+    with torch.inference_mode():
+        torch.testing.assert_close(art.run(x)[0], model(x), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,98 @@
+"""Breakpoint tables: one solve per breakpoint, agreeing with solving at every bandwidth."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from partitioner.breakpoints import BreakpointTable, build_table
+from partitioner.cost import CostModel
+from partitioner.errors import EdgecutError
+from partitioner.network import get_network
+from partitioner.profiles import get_device
+from partitioner.solvers import solve
+
+GRID = np.geomspace(0.1, 1000.0, 120)
+
+
+def _agrees_with_grid(cost: CostModel, table: BreakpointTable, objective: str = "latency") -> None:
+    for bw in GRID:
+        entry = table.lookup(bw)
+        best = solve(cost, objective, "auto", bw).value
+        assert entry.value(bw) == pytest.approx(best, rel=1e-9), f"at {bw:.3g} Mbit/s"
+        # the line stored for the entry is that cut's own predicted objective
+        predicted = cost.objective_value(cost.predict(entry.edge_nodes, bw), objective)
+        assert entry.value(bw) == pytest.approx(predicted, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg16"])
+@pytest.mark.parametrize("edge", ["rpi4", "jetson-nano"])
+def test_chain_models_move_work_to_the_edge_as_bandwidth_falls(
+    captured_zoo, name: str, edge: str
+) -> None:
+    _, cap = captured_zoo(name, (1, 3, 224, 224))
+    assert cap.graph.is_chain
+    cost = CostModel(
+        cap.graph, get_device(edge), get_device("x86-server"), get_network("lte"), "int8"
+    )
+    table = build_table(cost, float(GRID[0]), float(GRID[-1]))
+    sizes = [len(e.edge_nodes) for e in table.entries]  # ordered by rising bandwidth
+    assert sizes == sorted(sizes, reverse=True)
+    for a, b in zip(table.entries, table.entries[1:], strict=False):
+        assert a.edge_nodes >= b.edge_nodes  # nested: the cut only ever moves one way
+        assert a.max_mbps == pytest.approx(b.min_mbps)
+    previous = None
+    for bw in GRID[::-1]:  # falling bandwidth
+        cut = solve(cost, "latency", "chain", bw).edge_nodes
+        if previous is not None:
+            assert cut >= previous
+        previous = cut
+    _agrees_with_grid(cost, table)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "googlenet"])
+@pytest.mark.parametrize("objective", ["latency", "energy"])
+def test_dag_tables_agree_with_solving_on_a_fine_grid(
+    captured_zoo, name: str, objective: str
+) -> None:
+    _, cap = captured_zoo(name, (1, 3, 224, 224))
+    # A short round trip, so the cloud wins at high bandwidth and the edge at low.
+    cost = CostModel(
+        cap.graph,
+        get_device("jetson-nano"),
+        get_device("a100"),
+        get_network("wifi").with_rtt(2.0),
+        "int8",
+    )
+    table = build_table(cost, float(GRID[0]), float(GRID[-1]), objective=objective)
+    if objective == "latency":
+        assert len(table.entries) >= 2
+    _agrees_with_grid(cost, table, objective)
+
+
+def test_lookup_is_a_binary_search_and_round_trips_json(captured_zoo) -> None:
+    _, cap = captured_zoo("resnet18", (1, 3, 224, 224))
+    cost = CostModel(cap.graph, get_device("rpi4"), get_device("a100"), get_network("lte"), "int8")
+    table = build_table(cost, 0.1, 1000.0)
+    again = BreakpointTable.from_json(table.to_json(), table.graph_order)
+    for bw in GRID:
+        assert again.lookup(bw).edge_nodes == table.lookup(bw).edge_nodes
+        assert again.lookup(bw).value(bw) == pytest.approx(table.lookup(bw).value(bw), rel=1e-9)
+    assert table.lookup(1e-6) is table.entries[0] and table.lookup(1e9) is table.entries[-1]
+    start = time.perf_counter()
+    for bw in GRID:
+        table.lookup(bw)
+    assert time.perf_counter() - start < 1.0  # sanity only; the 50 µs goal is a benchmark
+
+
+def test_bad_ranges_and_objective(captured_zoo) -> None:
+    _, cap = captured_zoo("alexnet")
+    cost = CostModel(cap.graph, get_device("rpi4"), get_device("a100"), get_network("lte"))
+    with pytest.raises(EdgecutError, match="0 < LO < HI"):
+        build_table(cost, 10.0, 1.0)
+    with pytest.raises(EdgecutError, match="0 < LO < HI"):
+        build_table(cost, 0.0, 1.0)
+    with pytest.raises(EdgecutError, match="throughput"):
+        build_table(cost, 1.0, 10.0, objective="throughput")

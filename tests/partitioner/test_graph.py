@@ -1,0 +1,132 @@
+"""Graph capture: nodes, shapes, FLOPs, DAG structure, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from partitioner.errors import CaptureError
+from partitioner.graph import capture
+
+
+class Branchy(nn.Module):
+    """Residual add, a tuple-valued op, a reused module, a size-based view, two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.relu(self.bn(self.conv(x)))
+        y += x
+        a, b = torch.chunk(y, 2, dim=1)
+        z = self.relu(torch.cat([a, b * 2], 1))
+        return self.fc(z.view(z.size(0), -1)), a.mean((1, 2, 3))
+
+
+@pytest.fixture(scope="module")
+def branchy():
+    model = Branchy().eval()
+    return model, capture(model, torch.randn(1, 8, 8, 8), name="branchy")
+
+
+def test_nodes_have_names_shapes_and_flops(branchy) -> None:
+    _, cap = branchy
+    g = cap.graph
+    conv = g.node("conv")
+    assert conv.op == "conv2d" and conv.op_class == "conv"
+    assert (
+        conv.shape == (1, 8, 8, 8) and conv.dtype == "float32" and conv.out_bytes == 8 * 8 * 8 * 4
+    )
+    # 2 * outputs * (Cin * 3 * 3) + bias
+    assert conv.flops == 2 * 512 * 8 * 9 + 512
+    assert conv.param_bytes == (8 * 8 * 9 + 8) * 4
+    fc = g.node("fc")
+    assert fc.flops == 2 * 10 * 512 + 10 and fc.is_output
+    # the reused ReLU gets a numbered name, the functional ops their module path + op
+    assert {"relu", "relu_1", "add", "cat", "mul"} <= set(g.index)
+
+
+def test_dag_structure_inputs_outputs_and_ties(branchy) -> None:
+    _, cap = branchy
+    g = cap.graph
+    assert g.inputs == ("x",) and g.outputs == ("fc", "mean")
+    assert set(g.node("x").users) == {"conv", "add"}  # a residual: x read twice
+    assert ("chunk", "chunk[0]") in g.ties and ("chunk", "chunk[1]") in g.ties
+    assert g.node("cat").inputs == ("chunk[0]", "mul")
+    assert not g.is_chain
+    for node in g.nodes:
+        for user in node.users:
+            assert node.name in g.node(user).inputs
+
+
+def test_closure_and_crossing(branchy) -> None:
+    _, cap = branchy
+    g = cap.graph
+    edge = g.close(["relu"])
+    assert edge == {"x", "conv", "bn", "relu"}
+    assert g.is_closed(edge) and not g.is_closed({"x", "relu"})
+    # x is read by the cloud-side add as well as by conv: both x and relu cross
+    assert [n.name for n in g.crossing(edge)] == ["x", "relu"]
+    assert g.crossing(set(g.index)) == []
+    assert g.close(["chunk"]) >= {"chunk[0]", "chunk[1]"}  # ties pull the getitems along
+
+
+def test_inplace_ops_are_rewritten(branchy) -> None:
+    model, cap = branchy
+    targets = [str(n.target) for n in cap.module.graph.nodes if n.op == "call_function"]
+    assert not any(t.split(".")[-2].endswith("_") for t in targets if t.startswith("aten."))
+    x = torch.randn(3, 8, 8, 8)
+    with torch.no_grad():
+        for got, want in zip(cap.module(x), model(x), strict=True):
+            torch.testing.assert_close(got, want)
+
+
+def test_batch_is_symbolic(branchy) -> None:
+    _, cap = branchy
+    assert cap.dynamic_batch
+    out = cap.module(torch.randn(5, 8, 8, 8))
+    assert out[0].shape == (5, 10)
+
+
+class DataDependent(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return x * 2
+        return x
+
+
+def test_untraceable_model_names_the_construct() -> None:
+    with pytest.raises(CaptureError, match="data-dependent control flow"):
+        capture(DataDependent(), torch.randn(1, 4))
+
+
+class ReturnsNothing(nn.Module):
+    def forward(self, x: torch.Tensor) -> int:
+        return 3
+
+
+def test_model_without_tensor_output_is_refused() -> None:
+    with pytest.raises(CaptureError):
+        capture(ReturnsNothing(), torch.randn(1, 4))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "googlenet", "mobilenet_v2", "vgg16", "alexnet"])
+def test_zoo_flops_match_published_counts(captured_zoo, name: str) -> None:
+    # Multiply-accumulates of the convolutions and linear layers per 224x224 frame, as
+    # published for torchvision's models (x2 for FLOPs; biases make ours a hair higher).
+    published_gmacs = {
+        "resnet18": 1.81,
+        "googlenet": 1.50,
+        "mobilenet_v2": 0.30,
+        "vgg16": 15.47,
+        "alexnet": 0.71,
+    }
+    _, cap = captured_zoo(name, (1, 3, 224, 224))
+    gemm = [n for n in cap.graph.nodes if n.op_class in ("conv", "dwconv", "matmul")]
+    gflops = sum(n.flops for n in gemm) / 1e9
+    assert gflops == pytest.approx(2 * published_gmacs[name], rel=0.02)
