@@ -1,0 +1,95 @@
+"""Arguments shared by the commands that plan (profile, plan, split, compress, demo)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def bandwidth_range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(":")
+    try:
+        low, high = float(lo), float(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LO:HI in Mbit/s such as 1:100, got {text!r}"
+        ) from None
+    if not sep or not (0 < low < high):
+        raise argparse.ArgumentTypeError(f"expected LO:HI with 0 < LO < HI, got {text!r}")
+    return low, high
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        required=True,
+        help="zoo name (edgecut models), pkg.module:factory or path/to/file.py:factory",
+    )
+    p.add_argument("--input-shape", help="input shape with batch, e.g. 1,3,224,224 (zoo default)")
+
+
+def add_plan_args(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--edge", default="rpi4", help="edge device preset or host (default rpi4)")
+    p.add_argument("--cloud", default="x86-server", help="cloud device preset (default x86-server)")
+    p.add_argument(
+        "--network",
+        default="lte",
+        help="network preset, packaged trace or trace file (default lte)",
+    )
+    p.add_argument(
+        "--bandwidth-mbps", type=positive_float, help="uplink Mbit/s (overrides --network)"
+    )
+    p.add_argument("--rtt-ms", type=non_negative_float, help="round trip ms (overrides --network)")
+    p.add_argument("--objective", default="latency", choices=["latency", "energy", "throughput"])
+    p.add_argument("--solver", default="auto", choices=["auto", "chain", "mincut", "exhaustive"])
+    p.add_argument(
+        "--codec", default="none", help="feature codec for crossing tensors (none, fp16, int8)"
+    )
+    p.add_argument("--edge-dtype", help="compute dtype on the edge (device default, e.g. int8)")
+
+
+def make_planner(args: argparse.Namespace) -> Any:
+    from partitioner.codecs import get_codec
+    from partitioner.modelspec import parse_input_shape
+    from partitioner.network import resolve_network
+    from partitioner.planner import Planner
+    from partitioner.profiles import get_device
+
+    shape = parse_input_shape(args.input_shape) if args.input_shape else None
+    network = resolve_network(args.network)
+    get_codec(args.codec)
+    for name in (args.edge, args.cloud):
+        if name != "host":
+            get_device(name)
+    return Planner.create(
+        args.model,
+        edge=args.edge,
+        cloud=args.cloud,
+        network=network,
+        bandwidth_mbps=args.bandwidth_mbps,
+        rtt_ms=args.rtt_ms,
+        codec=args.codec,
+        input_shape=shape,
+        edge_dtype=getattr(args, "edge_dtype", None),
+    )

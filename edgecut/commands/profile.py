@@ -1,0 +1,89 @@
+"""``edgecut profile``: per-layer latency of a model on one device."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgecut.args import add_model_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="per-layer latency of a model on a device")
+    add_model_args(p)
+    p.add_argument("--device", required=True, help="device preset, or host to measure here")
+    p.add_argument("--dtype", help="compute dtype (device default)")
+    p.add_argument("--repeats", type=int, default=10, help="host: timed runs per node (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgecut.output import console, human_bytes, print_json, table
+    from partitioner.errors import EdgecutError
+    from partitioner.graph import capture
+    from partitioner.modelspec import load_model, parse_input_shape
+    from partitioner.profiles import get_device
+
+    if args.repeats < 1:
+        raise EdgecutError(f"--repeats must be >= 1, got {args.repeats}")
+    device = get_device(args.device)
+    shape = parse_input_shape(args.input_shape) if args.input_shape else None
+    loaded = load_model(args.model, shape)
+    captured = capture(loaded.module, loaded.example_input(), name=loaded.name)
+    graph = captured.graph
+    measured_total = None
+    if args.device == "host":
+        from partitioner.measure import measure_host
+
+        measurement = measure_host(captured, repeats=args.repeats)
+        device = device.with_measurements(measurement.node_ms)
+        measured_total = measurement.total_ms
+    dtype = device.dtype(args.dtype)
+    layers: list[dict[str, Any]] = [
+        {
+            "name": n.name,
+            "op": n.op,
+            "flops": n.flops,
+            "out_bytes": n.out_bytes,
+            "ms": device.node_ms(n, dtype),
+            "op_class": n.op_class,
+            "shape": list(n.shape),
+            "param_bytes": n.param_bytes,
+        }
+        for n in graph.nodes
+    ]
+    total = measured_total if measured_total is not None else sum(row["ms"] for row in layers)
+    if args.json:
+        print_json(
+            {
+                "model": graph.model,
+                "device": device.name,
+                "dtype": dtype,
+                "total_ms": total,
+                "sum_of_layers_ms": sum(row["ms"] for row in layers),
+                "layers": layers,
+            }
+        )
+        return 0
+    rows = [
+        [
+            row["name"],
+            row["op"],
+            "x".join(map(str, row["shape"])),
+            row["flops"] / 1e6,
+            human_bytes(row["out_bytes"]),
+            row["ms"],
+        ]
+        for row in layers
+    ]
+    console().print(
+        table(
+            f"{graph.model} on {device.name} ({dtype}): {total:.2f} ms per frame, "
+            f"{graph.total_flops() / 1e9:.2f} GFLOP, {len(graph)} nodes",
+            ["node", "op", "output", "MFLOP", "output size", "ms"],
+            rows,
+            right={3, 4, 5},
+        )
+    )
+    return 0

@@ -1,0 +1,69 @@
+"""``edgecut split``: turn a plan into head.pt2, tail.pt2 and manifest.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgecut.args import add_plan_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("split", help="export the head and tail of a plan as a split artifact")
+    add_plan_args(p)
+    p.add_argument(
+        "--plan", metavar="JSON", help="a plan from `edgecut plan --out` (else plan now)"
+    )
+    p.add_argument("--cut-after", metavar="NODE", help="split after NODE instead of solving")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the artifact to")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(run=run)
+
+
+def load_plan_file(path: str):
+    from partitioner.errors import EdgecutError
+    from partitioner.plan import Plan
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise EdgecutError(f"--plan {path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgecutError(f"--plan {path}: not a readable JSON plan: {exc}") from None
+    if not isinstance(data, dict):
+        raise EdgecutError(f"--plan {path}: expected a JSON object from `edgecut plan --json`")
+    return Plan.from_json(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgecut.args import make_planner
+    from edgecut.output import console, human_bytes, print_json
+    from partitioner.artifact import read_manifest
+    from partitioner.errors import EdgecutError
+
+    planner = make_planner(args)
+    if args.plan:
+        plan = load_plan_file(args.plan)
+        if plan.model != planner.graph.model:
+            raise EdgecutError(
+                f"--plan is for model {plan.model!r}, but --model is {planner.graph.model!r}"
+            )
+        missing = [n for n in plan.edge_nodes if n not in planner.graph.index]
+        if missing:
+            raise EdgecutError(f"--plan names nodes this model does not have: {missing[:3]}")
+    elif args.cut_after:
+        plan = planner.cut_after(args.cut_after, objective=args.objective)
+    else:
+        plan = planner.plan(objective=args.objective, solver=args.solver)
+    out = planner.split(plan, args.out, model_spec=args.model)
+    manifest = read_manifest(out)
+    if args.json:
+        print_json(manifest)
+        return 0
+    files = ", ".join(
+        f"{name} ({human_bytes(meta['bytes'])})" for name, meta in manifest["files"].items()
+    )
+    cut = ", ".join(t["name"] for t in manifest["crossing"]) or "nothing (edge-only)"
+    console().print(f"Wrote {out}: {files}; crossing: {cut}")
+    return 0
