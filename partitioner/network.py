@@ -10,7 +10,6 @@ or from ``[seconds, Mbit/s]`` pairs; real cellular traces ship with edgecut
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import json
 from dataclasses import dataclass, replace
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from partitioner.errors import EdgecutError
+from partitioner.errors import EdgecutError, did_you_mean, unknown_name
 
 MAHIMAHI_PACKET_BYTES = 1500  # every line of a Mahimahi trace is one MTU-sized delivery
 
@@ -155,11 +154,9 @@ def load_trace(spec: str) -> BandwidthTrace:
     else:
         path = Path(spec)
         if not path.is_file():
-            close = difflib.get_close_matches(spec, list(packaged), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise EdgecutError(
                 f"trace {spec!r}: no such file and not a packaged trace "
-                f"({', '.join(packaged)}){hint}"
+                f"({', '.join(packaged)}){did_you_mean(spec, packaged)}"
             )
     try:
         raw = path.read_bytes()
@@ -250,11 +247,7 @@ def get_network(name: str) -> NetworkProfile:
     try:
         return NETWORKS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(NETWORKS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise EdgecutError(
-            f"unknown network {name!r}: expected one of {', '.join(NETWORKS)}{hint}"
-        ) from None
+        raise unknown_name("network", name, NETWORKS) from None
 
 
 def resolve_network(spec: str) -> NetworkProfile:
@@ -276,9 +269,7 @@ def resolve_network(spec: str) -> NetworkProfile:
             f"trace {trace.name} (mean uplink); {lte.source}",
             trace,
         )
-    names = [*NETWORKS, *packaged_traces()]
-    close = difflib.get_close_matches(spec, names, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(spec, [*NETWORKS, *packaged_traces()])
     raise EdgecutError(
         f"unknown network {spec!r}: expected a preset ({', '.join(NETWORKS)}), a packaged trace "
         f"({', '.join(packaged_traces())}) or a trace file{hint}"

@@ -75,6 +75,7 @@ def plot_plan(
     lo = min(e.min_mbps for e in table.entries)
     hi = max(e.max_mbps for e in table.entries)
     grid = np.geomspace(lo, hi, 200)
+
     def label(cut: frozenset[str]) -> str:
         if cut == cost.edge_only():
             return "edge-only"

@@ -13,12 +13,11 @@ machine instead (:mod:`partitioner.measure`).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from partitioner.errors import EdgecutError
+from partitioner.errors import EdgecutError, unknown_name
 from partitioner.graph import Graph, Node
 from partitioner.ops import OP_CLASSES
 
@@ -137,12 +136,7 @@ def get_device(name: str) -> DeviceProfile:
     try:
         return _DEVICES[name]
     except KeyError:
-        names = sorted(_DEVICES)
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise EdgecutError(
-            f"unknown device {name!r}: expected one of {', '.join(names)}{hint}"
-        ) from None
+        raise unknown_name("device", name, sorted(_DEVICES)) from None
 
 
 # Relative efficiencies of op classes on CPUs running PyTorch eager: dense conv and

@@ -10,7 +10,6 @@ with :func:`register_solver` and are tested against ``exhaustive`` for free.
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from partitioner.cost import OBJECTIVES, CostModel, LinearCost, StageCosts
-from partitioner.errors import EdgecutError
+from partitioner.errors import EdgecutError, unknown_name
 from partitioner.graph import Graph
 
 
@@ -73,11 +72,7 @@ def get_solver(name: str) -> SolverFn:
     try:
         return _SOLVERS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list_solvers(), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise EdgecutError(
-            f"unknown solver {name!r}: expected one of {', '.join(list_solvers())}{hint}"
-        ) from None
+        raise unknown_name("solver", name, list_solvers()) from None
 
 
 def make_problem(

@@ -7,14 +7,13 @@ parametrize over :func:`list_models` so every new entry is checked for free.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from partitioner.errors import ModelSpecError
+from partitioner.errors import ModelSpecError, unknown_name
 
 ModelFactory = Callable[[], nn.Module]
 
@@ -83,12 +82,7 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        available = sorted(_REGISTRY)
-        close = difflib.get_close_matches(name, available, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ModelSpecError(
-            f"unknown zoo model {name!r}: expected one of {', '.join(available)}{hint}"
-        ) from None
+        raise unknown_name("zoo model", name, sorted(_REGISTRY), ModelSpecError) from None
 
 
 def create_model(name: str) -> nn.Module:
