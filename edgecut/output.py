@@ -24,7 +24,9 @@ def _default(value: Any) -> Any:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped output (CI logs, `| less`) gets rich's 80-column default, which folds tables.
+    width = None if sys.stdout.isatty() else 160
+    return Console(highlight=False, width=width)
 
 
 def table(
