@@ -10,15 +10,23 @@ allowed it) into a directory::
 ``load_split`` checks every file against the manifest's sha256 and refuses an
 archive that carries pickled payloads before handing it to ``torch.export.load``:
 nothing from outside the format's own JSON-and-raw-bytes layout is unpickled.
+
+A manifest may name a *runtime* for a file (``"runtime": {"head.pt2": "pt2e-int8"}``):
+a registered :class:`Runtime` then registers the custom ops that file's graph calls
+before it is loaded, and prepares the loaded module for this host afterwards (an
+int8 graph is lowered to the host's int8 kernels). Callers load every artifact the
+same way; what a runtime did is reported in :attr:`SplitArtifact.runtime`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +55,7 @@ class SplitArtifact:
     manifest: dict[str, Any]
     head: nn.Module
     tail: nn.Module | None
+    runtime: dict[str, str] = field(default_factory=dict)  # file -> what its runtime did
 
     @property
     def crossing(self) -> list[TensorSpec]:
@@ -236,21 +245,101 @@ def _refuse_pickles(path: Path) -> None:
         raise ArtifactError(f"{path.name}: not a .pt2 archive") from None
 
 
-def load_half(path: Path) -> nn.Module:
+@dataclass(frozen=True)
+class Runtime:
+    """How a half saved in a particular form is loaded and prepared on this host."""
+
+    name: str
+    register_ops: Callable[[], None]  # before loading: define the custom ops the graph calls
+    # (module, example inputs at batch 2) -> (module ready to run here, what was done)
+    prepare: Callable[[nn.Module, tuple[torch.Tensor, ...]], tuple[nn.Module, str]]
+
+
+_RUNTIMES: dict[str, Runtime] = {}
+# Modules that register runtimes, imported the first time a manifest names an unknown one.
+_RUNTIME_PROVIDERS = ("partitioner.compress.runtime",)
+
+
+def register_runtime(runtime: Runtime) -> Runtime:
+    if runtime.name in _RUNTIMES:
+        raise ValueError(f"runtime {runtime.name!r} registered twice")
+    _RUNTIMES[runtime.name] = runtime
+    return runtime
+
+
+def get_runtime(name: str) -> Runtime:
+    if name not in _RUNTIMES:
+        for provider in _RUNTIME_PROVIDERS:
+            importlib.import_module(provider)
+    if name not in _RUNTIMES:
+        raise ArtifactError(
+            f"unknown runtime {name!r} in the manifest: this edgecut knows "
+            f"{', '.join(sorted(_RUNTIMES)) or 'none'}"
+        )
+    return _RUNTIMES[name]
+
+
+def _example(root: Path, specs: list[dict[str, Any]], batch: int) -> tuple[torch.Tensor, ...]:
+    """Zeros shaped like ``specs`` (batch ``batch``): what a runtime prepares a half with."""
+    tensors = []
+    for spec in specs:
+        dtype = getattr(torch, str(spec.get("dtype")), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ArtifactError(
+                f"split artifact {root}: tensor {spec.get('name')!r} has dtype "
+                f"{spec.get('dtype')!r}, expected a torch dtype name such as 'float32'"
+            )
+        tensors.append(torch.zeros((batch, *spec["shape"][1:]), dtype=dtype))
+    return tuple(tensors)
+
+
+def load_half(
+    path: Path, *, runtime: str | None = None, example: tuple[torch.Tensor, ...] = ()
+) -> nn.Module:
+    """Load one half; with ``runtime``, register its ops first and prepare it after."""
+    prepared, _ = _load_half(path, runtime, example)
+    return prepared
+
+
+def _load_half(
+    path: Path, runtime: str | None, example: tuple[torch.Tensor, ...]
+) -> tuple[nn.Module, str]:
     _refuse_pickles(path)
+    handler = get_runtime(runtime) if runtime else None
+    if handler is not None:
+        handler.register_ops()
     try:
         exported = torch.export.load(path)
     except Exception as exc:
         raise ArtifactError(
             f"{path}: torch.export.load failed: {type(exc).__name__}: {exc}"
         ) from exc
-    return exported.module()
+    module = exported.module()
+    if handler is None:
+        return module, ""
+    return handler.prepare(module, example)
 
 
 def load_split(path: str | Path) -> SplitArtifact:
     root = Path(path)
     manifest = read_manifest(root)
     verify_files(root, manifest)
-    head = load_half(root / "head.pt2")
-    tail = load_half(root / "tail.pt2") if "tail.pt2" in manifest["files"] else None
-    return SplitArtifact(root, manifest, head, tail)
+    runtimes = manifest.get("runtime") or {}
+    if not isinstance(runtimes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in runtimes.items()
+    ):
+        raise ArtifactError(f"split artifact {root}: 'runtime' must map file names to names")
+    batch = 2 if manifest.get("dynamic_batch") else 1
+    done: dict[str, str] = {}
+    halves: dict[str, nn.Module] = {}
+    for name, specs in (("head.pt2", manifest["inputs"]), ("tail.pt2", manifest["crossing"])):
+        if name not in manifest["files"]:
+            continue
+        runtime = runtimes.get(name)
+        example = _example(root, specs, batch) if runtime else ()
+        halves[name], how = _load_half(root / name, runtime, example)
+        if how:
+            done[name] = how
+    if "head.pt2" not in halves:
+        raise ArtifactError(f"split artifact {root}: manifest lists no head.pt2")
+    return SplitArtifact(root, manifest, halves["head.pt2"], halves.get("tail.pt2"), done)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgecut.args import add_plan_args, bandwidth_range
+from edgecut.args import add_plan_args, bandwidth_range, non_negative_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="LO:HI",
         help="print the breakpoint table: the best cut for every bandwidth in LO:HI Mbit/s",
     )
+    p.add_argument(
+        "--accuracy-budget",
+        type=non_negative_float,
+        metavar="PTS",
+        help="search cut x head compression x feature codec for the fastest combination "
+        "losing at most PTS points of measured accuracy (implies --compress auto)",
+    )
+    p.add_argument(
+        "--compress",
+        metavar="METHODS",
+        help="with --accuracy-budget: auto (every method, and none) or a list such as int8,prune",
+    )
+    p.add_argument(
+        "--config", metavar="YAML", help="compression settings for --compress (docs/compression.md)"
+    )
     p.add_argument("--plot", metavar="PNG", help="draw latency per cut and against bandwidth")
     p.add_argument("--out", metavar="JSON", help="also write the plan (JSON) to this file")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -35,7 +50,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.plot and not args.plot.lower().endswith(".png"):
         raise EdgecutError(f"--plot expects a .png path, got {args.plot!r}")
+    compressing = args.compress is not None or args.accuracy_budget is not None
+    if compressing:
+        _check_compress_args(args)
     planner = make_planner(args)
+    if compressing:
+        result = _search(planner, args)
+        _write_out(args, result.plan)
+        if args.json:
+            print_json(result.plan.to_json())
+        else:
+            _print_search(planner, result)
+        return 0
     if args.sweep_bandwidth:
         lo, hi = args.sweep_bandwidth
         table = planner.sweep(lo, hi, objective=args.objective, solver=args.solver)
@@ -50,13 +76,7 @@ def run(args: argparse.Namespace) -> int:
         plan = planner.cut_after(args.cut_after, objective=args.objective)
     else:
         plan = planner.plan(objective=args.objective, solver=args.solver)
-    if args.out:
-        import json
-
-        try:
-            Path(args.out).write_text(json.dumps(plan.to_json(), indent=2) + "\n")
-        except OSError as exc:
-            raise EdgecutError(f"cannot write --out {args.out}: {exc.strerror}") from None
+    _write_out(args, plan)
     if args.plot:
         bw = plan.bandwidth_mbps
         _plot(planner, args, planner.sweep(bw / 30, bw * 30, objective="latency"), plan)
@@ -65,6 +85,100 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_plan(planner, plan)
     return 0
+
+
+def _write_out(args: argparse.Namespace, plan) -> None:
+    if not args.out:
+        return
+    import json
+
+    from partitioner.errors import EdgecutError
+
+    try:
+        Path(args.out).write_text(json.dumps(plan.to_json(), indent=2) + "\n")
+    except OSError as exc:
+        raise EdgecutError(f"cannot write --out {args.out}: {exc.strerror}") from None
+
+
+def _check_compress_args(args: argparse.Namespace) -> None:
+    from partitioner.errors import EdgecutError
+
+    if args.accuracy_budget is None:
+        raise EdgecutError(
+            f"--compress {args.compress} needs --accuracy-budget PTS (the accuracy, in points, "
+            "the compression may cost); got none"
+        )
+    for flag, value in (
+        ("--sweep-bandwidth", args.sweep_bandwidth),
+        ("--cut-after", args.cut_after),
+    ):
+        if value:
+            raise EdgecutError(f"--accuracy-budget searches the cut itself; drop {flag}")
+    if args.objective != "latency":
+        raise EdgecutError(f"--accuracy-budget minimises latency; got --objective {args.objective}")
+
+
+def _search(planner, args: argparse.Namespace):
+    import warnings
+
+    from edgecut.commands.compress import ProgressBar
+    from partitioner.compress import list_methods, load_config
+    from partitioner.compress.config import CompressConfig
+    from partitioner.compress.search import NONE, search
+    from partitioner.errors import EdgecutError
+
+    spec = (args.compress or "auto").strip()
+    known = [m.name for m in list_methods()]
+    if spec == "auto":
+        methods = [NONE, *known]
+    else:
+        methods = [m.strip() for m in spec.split(",") if m.strip()]
+        unknown = [m for m in methods if m not in (NONE, *known)]
+        if unknown or not methods:
+            raise EdgecutError(
+                f"--compress expects auto or a comma list of {', '.join([NONE, *known])}; "
+                f"got {spec!r}"
+            )
+    config = load_config(args.config) if args.config else CompressConfig()
+    with warnings.catch_warnings(), ProgressBar() as progress:
+        warnings.simplefilter("ignore", FutureWarning)
+        return search(
+            planner,
+            accuracy_budget=args.accuracy_budget,
+            methods=methods,
+            config=config,
+            progress=progress,
+        )
+
+
+def _print_search(planner, result) -> None:
+    from edgecut.output import console, table
+
+    plan = result.plan
+    c = plan.extra["compression"]
+    p = plan.predicted
+    out = console()
+    out.print(
+        f"[bold]{plan.model}[/]  {plan.edge_device} -> {plan.network} {plan.bandwidth_mbps:g} "
+        f"Mbit/s -> {plan.cloud_device}: cut {c['cut']}, head {result.method}, codec "
+        f"{result.codec} ({c['candidates']} combinations priced, {len(c['trials'])} measured, "
+        f"{plan.solve_ms / 1e3:.1f} s)"
+    )
+    out.print(
+        table(
+            "Predicted per frame",
+            ["edge ms", "serialise ms", "transfer ms", "RTT ms", "cloud ms", "total ms"],
+            [[p.edge_ms, p.serialize_ms, p.transfer_ms, p.rtt_ms, p.cloud_ms, p.total_ms]],
+            right=set(range(6)),
+        )
+    )
+    out.print(
+        f"Measured accuracy ({c['data']['name']}, {c['data']['test']} test samples): "
+        f"{result.accuracy_before:.2f}% -> {result.accuracy_after:.2f}% "
+        f"(validation {result.val_accuracy_before:.2f}% -> {result.val_accuracy_after:.2f}%, "
+        f"budget {result.accuracy_budget:g} points); uncompressed edge-only "
+        f"{plan.edge_only_ms:.2f} ms, cloud-only {plan.cloud_only_ms:.2f} ms"
+    )
 
 
 def _plot(planner, args, table, plan=None) -> None:

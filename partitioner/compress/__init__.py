@@ -1,0 +1,30 @@
+"""Compression of the edge head, and of the tensors that cross the cut, with measured accuracy.
+
+The cloud has capacity; the edge does not. A method takes the head of a plan (and
+the frozen tail where it trains through the whole path) and returns a smaller head
+that produces the same crossing tensors, so the tail and the cloud stay as they are:
+
+* ``int8``: post-training quantization (PT2E, torchao), lowered to int8 kernels on x86;
+* ``prune``: structured pruning that removes channels (torch-pruning), then distillation;
+* ``lowrank``: SVD / Tucker-2 factorisation of convs and linears, then distillation;
+* ``distill``: a narrow depthwise-separable student trained against the head;
+* ``mixed``: a pipeline of these, e.g. prune -> distill -> int8.
+
+:func:`~partitioner.compress.compressor.compress` writes the compressed split
+artifact and a :class:`~partitioner.compress.compressor.CompressionReport`;
+:func:`~partitioner.compress.search.search` chooses cut x method x codec under an
+accuracy budget. The feature codecs themselves live in :mod:`partitioner.codecs`.
+"""
+
+from partitioner.compress.config import CompressConfig, config_from_dict, load_config
+from partitioner.compress.registry import Method, get_method, list_methods, register_method
+
+__all__ = [
+    "CompressConfig",
+    "Method",
+    "config_from_dict",
+    "get_method",
+    "list_methods",
+    "load_config",
+    "register_method",
+]

@@ -1,0 +1,59 @@
+"""The manifest-driven runtime hook: an int8 head loads through the ordinary loading path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from partitioner.artifact import ArtifactError, load_half, load_split
+from partitioner.compress.runtime import PT2E_INT8, x86_lowering_available
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def test_int8_head_is_lowered_where_loaded(compressed, digits) -> None:
+    _, out = compressed("int8")
+    art = load_split(out)
+    expected = "oneDNN" if x86_lowering_available() else "reference"
+    assert art.manifest["runtime"] == {"head.pt2": PT2E_INT8}
+    assert expected in art.runtime["head.pt2"]
+    x = digits[1].x_test[:5]
+    reference = load_half(out / "head.pt2")  # no runtime named: the portable q/dq graph
+    with torch.inference_mode():
+        lowered, plain = art.run_head(x)[0], reference(x)[0]
+    assert float((lowered - plain).abs().max()) <= 0.05 * float(plain.abs().max())
+
+
+def test_fresh_process_loads_int8_split_without_torchao(compressed) -> None:
+    _, out = compressed("int8")
+    code = (
+        "import sys, torch\n"
+        "from partitioner.artifact import load_split\n"
+        f"art = load_split({str(out)!r})\n"
+        "y = art.run(torch.zeros(3, 1, 8, 8))[0]\n"
+        "print(tuple(y.shape), 'torchao' in sys.modules, art.runtime['head.pt2'])\n"
+    )
+    env_out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+    assert env_out.startswith("(3, 10) False ")
+
+
+def test_unknown_runtime_is_refused(compressed, tmp_path) -> None:
+    _, out = compressed("int8")
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["runtime"] = {"head.pt2": "tensorrt-fp8"}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"unknown runtime 'tensorrt-fp8'.*pt2e-int8"):
+        load_split(copy)
+    manifest["runtime"] = ["head.pt2"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="'runtime' must map file names"):
+        load_split(copy)
