@@ -84,8 +84,8 @@ class BandwidthTrace:
         return cls(name, np.array([0.0]), np.array([mbps * 1e6]), 1.0)
 
 
-def read_mahimahi(text: str, name: str) -> BandwidthTrace:
-    """Parse Mahimahi delivery opportunities (ms timestamps) into 1 ms rate segments."""
+def read_mahimahi_timestamps(text: str, name: str) -> np.ndarray:
+    """The delivery opportunities of a Mahimahi trace: validated ms timestamps, (N,) int64."""
     try:
         stamps = np.array([int(line) for line in text.split() if line.strip()], dtype=np.int64)
     except ValueError as exc:
@@ -96,6 +96,12 @@ def read_mahimahi(text: str, name: str) -> BandwidthTrace:
         raise EdgecutError(f"trace {name}: is empty; expected one ms timestamp per line")
     if np.any(stamps < 0) or np.any(np.diff(stamps) < 0):
         raise EdgecutError(f"trace {name}: timestamps must be >= 0 and non-decreasing")
+    return stamps
+
+
+def read_mahimahi(text: str, name: str) -> BandwidthTrace:
+    """Parse Mahimahi delivery opportunities (ms timestamps) into 1 ms rate segments."""
+    stamps = read_mahimahi_timestamps(text, name)
     # Mahimahi replays the file from the start after its last timestamp: period = last ms.
     period_ms = int(max(stamps[-1], 1))
     counts = np.bincount(np.minimum(stamps, period_ms - 1), minlength=period_ms)
@@ -146,8 +152,25 @@ def packaged_traces() -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class TraceFile:
+    """The text of a trace file, before parsing."""
+
+    name: str
+    text: str
+    is_mahimahi: bool
+
+
 def load_trace(spec: str) -> BandwidthTrace:
     """A packaged trace by name, or a file: ``.up``/``.up.gz`` Mahimahi, else pairs."""
+    trace = read_trace_file(spec)
+    if trace.is_mahimahi:
+        return read_mahimahi(trace.text, trace.name)
+    return read_pairs(trace.text, trace.name)
+
+
+def read_trace_file(spec: str) -> TraceFile:
+    """Find and read a trace (packaged name or file, gzipped or not) without parsing it."""
     packaged = packaged_traces()
     if spec in packaged:
         path = Path(packaged[spec])
@@ -170,7 +193,7 @@ def load_trace(spec: str) -> BandwidthTrace:
         text.lstrip()[:1].isdigit()
         and all(line.strip().isdigit() for line in text.splitlines()[:20] if line.strip())
     )
-    return read_mahimahi(text, name) if is_mahimahi else read_pairs(text, name)
+    return TraceFile(name, text, is_mahimahi)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,422 @@
+"""The camera side of the fleet: arrivals, the policy, the edge queue and the uplink.
+
+A :class:`CameraShard` simulates a contiguous range of global camera ids, one window of
+simulated time at a time, for all its cameras at once (arrays laid out camera-major,
+CSR style: the frames of camera ``c`` are ``row_ptr[c]:row_ptr[c + 1]``). Per window:
+
+1. frames captured in the window (periodic with a random phase, or Poisson);
+2. the policy picks each frame's cut;
+3. the camera's processor is a FIFO queue (Lindley recursion, optionally dropping frames
+   that find ``edge_queue_limit`` frames in it);
+4. frames that use the cloud cross the camera's own uplink: a FIFO fluid link, exact by
+   the cumulative-capacity transform (Lindley in bits, then the inverse of ``C``);
+5. they reach their cloud site half a round trip later; the shard hands them over in
+   (arrival time, camera id, frame index) order.
+
+Every recursion carries its state (last departure, bits level, estimate) per camera
+across windows, so cutting time into windows changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from simulator import streams
+from simulator.fleet import FleetPlan, GroupPlan
+from simulator.metrics import CameraStats, add_at, add_latencies
+from simulator.policies import FrameContext, get_policy
+from simulator.queues import _stable_sort
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+_PERIODIC = 0
+_POISSON = 1
+
+
+class FrameBatch(NamedTuple):
+    """Frames on their way to a cloud site, sorted by (arrival, camera id, frame index)."""
+
+    arrival_s: FloatArray
+    gid: IntArray  # global camera id
+    frame: IntArray  # frame index within the camera
+    queue: NDArray[np.int32]  # the site's queue of the frame's tail
+    t_gen_s: FloatArray  # capture time
+
+    @classmethod
+    def empty(cls) -> FrameBatch:
+        return cls(
+            np.zeros(0),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int32),
+            np.zeros(0),
+        )
+
+    def take(self, index: IntArray) -> FrameBatch:
+        return FrameBatch._make(np.ascontiguousarray(col[index]) for col in self)
+
+    @staticmethod
+    def concat(parts: list[FrameBatch]) -> FrameBatch:
+        if len(parts) == 1:
+            return parts[0]
+        return FrameBatch._make(np.concatenate(cols) for cols in zip(*parts, strict=True))
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.arrival_s.shape[0])
+
+
+# ------------------------------------------------------------------------------ kernels
+
+
+@njit(cache=True)
+def _arrivals(
+    kind: int,
+    next_k: IntArray,
+    next_t: FloatArray,
+    start_s: FloatArray,
+    rate_hz: float,
+    k0: np.uint64,
+    k1: np.uint64,
+    tag: np.int64,
+    cam_index: IntArray,
+    t_end: float,
+) -> tuple[IntArray, FloatArray, IntArray]:  # pragma: no cover - numba
+    """Frames with capture time < t_end, from each camera's next frame on (state updated).
+
+    Periodic: frame k at ``start + k / rate``. Poisson: frame k at frame k-1 plus an
+    exponential of mean ``1 / rate`` drawn from the camera's stream with counter k.
+    """
+    n = next_k.shape[0]
+    row_ptr = np.zeros(n + 1, dtype=np.int64)
+    cap = 1024
+    for c in range(n):  # capacity estimate: expected frames plus slack
+        cap += max(0, int((t_end - next_t[c]) * rate_hz) + 1)
+    cap = int(cap * 1.1) + 16 * n
+    t = np.empty(cap)
+    k = np.empty(cap, dtype=np.int64)
+    m = 0
+    period = 1.0 / rate_hz
+    for c in range(n):
+        kc = next_k[c]
+        tc = next_t[c]
+        while tc < t_end:
+            if m == t.shape[0]:
+                t2 = np.empty(2 * m)
+                k2 = np.empty(2 * m, dtype=np.int64)
+                t2[:m] = t
+                k2[:m] = k
+                t, k = t2, k2
+            t[m] = tc
+            k[m] = kc
+            m += 1
+            kc += 1
+            if kind == _PERIODIC:
+                tc = start_s[c] + kc * period
+            else:
+                tc += -np.log(streams.uniform(k0, k1, kc, cam_index[c], tag)) * period
+        next_k[c] = kc
+        next_t[c] = tc
+        row_ptr[c + 1] = m
+    return row_ptr, t[:m].copy(), k[:m].copy()
+
+
+@njit(cache=True)
+def lindley_rows(
+    a: FloatArray, s: FloatArray, row_ptr: IntArray, carry: FloatArray
+) -> FloatArray:  # pragma: no cover - numba
+    """FIFO departures ``d[i] = max(a[i], d[i-1]) + s[i]`` per row, starting from the row's
+    carried last departure; ``carry`` is updated to each row's new last departure."""
+    out = np.empty_like(a)
+    for r in range(row_ptr.shape[0] - 1):
+        d = carry[r]
+        for i in range(row_ptr[r], row_ptr[r + 1]):
+            d = max(a[i], d) + s[i]
+            out[i] = d
+        carry[r] = d
+    return out
+
+
+@njit(cache=True)
+def lindley_rows_limited(
+    a: FloatArray,
+    s: FloatArray,
+    row_ptr: IntArray,
+    carry: FloatArray,
+    ring: FloatArray,
+    ring_pos: IntArray,
+) -> FloatArray:  # pragma: no cover - numba
+    """:func:`lindley_rows` with room for ``limit = ring.shape[1]`` frames per queue: a
+    frame that finds ``limit`` frames in the queue (the limit-th latest departure still
+    ahead) is dropped (nan). ``ring`` holds each row's last ``limit`` departures."""
+    limit = ring.shape[1]
+    out = np.empty_like(a)
+    for r in range(row_ptr.shape[0] - 1):
+        d = carry[r]
+        pos = ring_pos[r]
+        for i in range(row_ptr[r], row_ptr[r + 1]):
+            if ring[r, pos] > a[i]:
+                out[i] = np.nan
+                continue
+            d = max(a[i], d) + s[i]
+            out[i] = d
+            ring[r, pos] = d
+            pos = pos + 1 if pos + 1 < limit else 0
+        carry[r] = d
+        ring_pos[r] = pos
+    return out
+
+
+@njit(cache=True)
+def _previous_in_row(
+    d: FloatArray, row_ptr: IntArray, carry: FloatArray
+) -> FloatArray:  # pragma: no cover - numba
+    """Per element, the previous element of its row (the row's carried value for the
+    first); ``carry`` becomes each row's last element."""
+    out = np.empty_like(d)
+    for r in range(row_ptr.shape[0] - 1):
+        p = carry[r]
+        for i in range(row_ptr[r], row_ptr[r + 1]):
+            out[i] = p
+            p = d[i]
+        carry[r] = p
+    return out
+
+
+def _row_ptr(counts: IntArray) -> IntArray:
+    ptr = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return ptr
+
+
+# ------------------------------------------------------------------------------- blocks
+
+
+class CameraBlock:
+    """Cameras ``lo .. hi - 1`` of one group (indices within the group)."""
+
+    def __init__(self, plan: FleetPlan, group: GroupPlan, lo: int, hi: int) -> None:
+        self.plan = plan
+        self.group = group
+        n = hi - lo
+        self.n = n
+        self.cam_index = np.arange(lo, hi, dtype=np.int64)
+        self.gid = group.first_gid + self.cam_index
+        seed, gi = plan.seed, group.index
+        self.key = streams.seed_key(seed)
+        self.arrival_tag = np.int64(streams.stream_tag(gi, streams.ARRIVAL))
+        # First frame uniform in [0, jitter): u is in (0, 1].
+        self.start_s = group.jitter_s * (
+            1.0 - streams.uniforms(seed, gi, streams.START, self.cam_index)
+        )
+        self.kind = _PERIODIC if group.arrival == "periodic" else _POISSON
+        self.next_k = np.zeros(n, dtype=np.int64)
+        if self.kind == _PERIODIC:
+            self.next_t = self.start_s.copy()
+        else:
+            u0 = streams.uniforms(seed, gi, streams.ARRIVAL, self.cam_index, 0)
+            self.next_t = self.start_s - np.log(u0) / group.fps
+        self.edge_last = np.full(n, -np.inf)
+        limit = group.edge_queue_limit
+        self.ring = np.full((n, limit), -np.inf) if limit else None
+        self.ring_pos = np.zeros(n, dtype=np.int64)
+        self.links = group.link.cameras(seed, gi, self.cam_index)
+        self.link_carry = np.full(n, -np.inf)  # bits level (traces) or time (constant)
+        self.link_last_s = np.full(n, -np.inf)  # last departure time, for the air time
+        self.estimate = np.full(n, np.nan)
+        self.stats = CameraStats.zeros(n)
+        self.option_frames = np.zeros(len(group.options), dtype=np.int64)
+        self.samples: list[FloatArray] = []
+        opts = group.options
+        self.opt_edge_s = np.array([o.edge_s for o in opts])
+        self.opt_bits = np.array([o.wire_bits for o in opts])
+        self.opt_cloud = np.array([o.uses_cloud for o in opts])
+        self.opt_active_j = np.array([o.active_j for o in opts])
+        self.opt_bytes = np.array([o.wire_bytes for o in opts], dtype=np.int64)
+        self.policy = get_policy(group.policy.name)
+
+    # -- link ------------------------------------------------------------------------
+    def _by_curve(self, cams: IntArray, fn: str, t_or_bits: FloatArray) -> FloatArray:
+        """Evaluate a curve method per frame, each on its camera's curve."""
+        curves = self.group.link.curves
+        which = self.links.curve[cams]
+        out = np.empty(t_or_bits.shape[0])
+        for g in np.unique(which):
+            m = which == g
+            out[m] = getattr(curves[int(g)], fn)(t_or_bits[m])
+        return out
+
+    def capacity_mbps(self, cams: IntArray, t_s: FloatArray, span_s: float) -> FloatArray:
+        """Mean uplink capacity of each frame's camera over ``[t - span, t]``, Mbit/s."""
+        if self.group.link.kind != "traces":
+            return self.links.rate_bps[cams] / 1e6
+        phase = t_s + self.links.offset_s[cams]
+        hi = self._by_curve(cams, "cumulative_bits", phase)
+        lo = self._by_curve(cams, "cumulative_bits", phase - span_s)
+        return (hi - lo) / span_s / 1e6
+
+    def _uplink(
+        self, a: FloatArray, bits: FloatArray, cams: IntArray, row_ptr: IntArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """Departures (last bit sent) and air time of frames entering their uplinks at ``a``."""
+        if self.group.link.kind != "traces":
+            service = bits / self.links.rate_bps[cams]
+            d = lindley_rows(a, service, row_ptr, self.link_carry)
+            return d, service
+        offset = self.links.offset_s[cams]
+        # FIFO fluid link in bits (simulator.uplink.fluid_fifo_departures, per camera row).
+        level = self._by_curve(cams, "cumulative_bits_before", a + offset)
+        level = lindley_rows(level, bits, row_ptr, self.link_carry)
+        d = self._by_curve(cams, "time_of_bits", level)
+        d -= offset
+        np.maximum(d, a, out=d)
+        previous = _previous_in_row(d, row_ptr, self.link_last_s)
+        return d, d - np.maximum(a, previous)
+
+    # -- one window ------------------------------------------------------------------
+    def step(self, t_end: float) -> tuple[FrameBatch, int]:
+        """Simulate frames captured before ``t_end``; returns the frames for the cloud."""
+        group, plan, stats = self.group, self.plan, self.stats
+        row_ptr, t, k = _arrivals(
+            self.kind,
+            self.next_k,
+            self.next_t,
+            self.start_s,
+            group.fps,
+            self.key[0],
+            self.key[1],
+            self.arrival_tag,
+            self.cam_index,
+            t_end,
+        )
+        counts = np.diff(row_ptr)
+        stats.generated += counts
+        if t.size == 0:
+            return FrameBatch.empty(), group.site
+        cam = np.repeat(np.arange(self.n, dtype=np.int64), counts)
+        context = FrameContext(
+            t, row_ptr, lambda ts, span: self.capacity_mbps(cam, ts, span), self.estimate
+        )
+        opt = self.policy.choose(group.policy, context)
+
+        service = self.opt_edge_s[opt]
+        if self.ring is None:
+            edge_done = lindley_rows(t, service, row_ptr, self.edge_last)
+            accepted = np.ones(t.size, dtype=bool)
+        else:
+            edge_done = lindley_rows_limited(
+                t, service, row_ptr, self.edge_last, self.ring, self.ring_pos
+            )
+            accepted = ~np.isnan(edge_done)
+            stats.dropped += np.bincount(cam[~accepted], minlength=self.n)
+        acc = np.flatnonzero(accepted)
+        add_at(stats.edge_sum_s, cam[acc], edge_done[acc] - t[acc])
+        energy_j = self.opt_active_j[opt]  # per frame; the radio's share is added below
+        self.option_frames += np.bincount(opt[acc], minlength=len(group.options))
+
+        to_cloud = accepted & self.opt_cloud[opt]
+        local = np.flatnonzero(accepted & ~to_cloud)
+        if local.size:
+            self.samples.append(
+                add_latencies(
+                    cam[local],
+                    t[local],
+                    edge_done[local],
+                    plan.deadline_s,
+                    plan.duration_s,
+                    stats.latency_sum_s,
+                    stats.latency_max_s,
+                    stats.done,
+                    stats.miss,
+                    stats.done_by_horizon,
+                )
+            )
+        sel = np.flatnonzero(to_cloud)
+        if sel.size == 0:
+            add_at(stats.energy_j, cam[acc], energy_j[acc])
+            return FrameBatch.empty(), group.site
+        cams = cam[sel]
+        sub_ptr = _row_ptr(np.bincount(cams, minlength=self.n))
+        bits = self.opt_bits[opt[sel]]
+        sent, air_s = self._uplink(edge_done[sel], bits, cams, sub_ptr)
+        link = group.link
+        add_at(stats.uplink_sum_s, cams, sent - edge_done[sel])
+        energy_j[sel] += link.radio_j_per_bit * bits + link.radio_base_w * air_s
+        add_at(stats.energy_j, cam[acc], energy_j[acc])
+        # Byte counts are whole numbers far below 2**53: the float sums are exact.
+        frame_bytes = self.opt_bytes[opt[sel]].astype(np.float64)
+        stats.uplink_bytes += np.rint(np.bincount(cams, frame_bytes, minlength=self.n)).astype(
+            np.int64
+        )
+        stats.cloud_frames += np.bincount(cams, minlength=self.n)
+        batch = FrameBatch(
+            sent + link.rtt_s / 2,
+            self.gid[cams],
+            k[sel],
+            group.option_queue[opt[sel]],
+            t[sel],
+        )
+        return batch, group.site
+
+
+class CameraShard:
+    """All cameras with global ids in ``[lo, hi)``, group by group."""
+
+    def __init__(self, plan: FleetPlan, lo: int, hi: int) -> None:
+        self.plan = plan
+        self.lo, self.hi = lo, hi
+        self.blocks: list[CameraBlock] = []
+        for g in plan.groups:
+            a, b = max(lo, g.first_gid), min(hi, g.first_gid + g.count)
+            if a < b:
+                self.blocks.append(CameraBlock(plan, g, a - g.first_gid, b - g.first_gid))
+
+    def step(self, t_end: float) -> list[FrameBatch]:
+        """Frames captured before ``t_end`` (after the previous step's); one batch per
+        cloud site, each sorted by (arrival, camera id, frame index)."""
+        t_end = min(t_end, self.plan.duration_s)
+        per_site: list[list[FrameBatch]] = [[] for _ in self.plan.sites]
+        for block in self.blocks:
+            batch, site = block.step(t_end)
+            if batch.n_frames:
+                per_site[site].append(batch)
+        out = []
+        for parts in per_site:
+            if not parts:
+                out.append(FrameBatch.empty())
+                continue
+            # Camera-major input: a stable sort by time leaves equal times in
+            # (camera id, frame index) order.
+            batch = FrameBatch.concat(parts)
+            order, _ = _stable_sort(batch.arrival_s)
+            out.append(batch.take(order))
+        return out
+
+    def finish(self) -> ShardResult:
+        stats = CameraStats.zeros(self.hi - self.lo)
+        samples: dict[int, list[FloatArray]] = {}
+        options: dict[int, IntArray] = {}
+        for b in self.blocks:
+            stats.add(b.stats, int(b.gid[0]) - self.lo)
+            samples.setdefault(b.group.index, []).extend(b.samples)
+            options[b.group.index] = options.get(b.group.index, 0) + b.option_frames
+        return ShardResult(
+            self.lo,
+            self.hi,
+            stats,
+            {g: np.concatenate(s) if s else np.zeros(0) for g, s in samples.items()},
+            options,
+        )
+
+
+class ShardResult(NamedTuple):
+    lo: int
+    hi: int
+    stats: CameraStats
+    samples: dict[int, FloatArray]  # group index -> latencies of frames answered on the edge
+    option_frames: dict[int, IntArray]  # group index -> accepted frames per option
