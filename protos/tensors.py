@@ -3,7 +3,9 @@
 A tensor crosses the wire as a KServe datatype name, a shape and raw little-endian bytes,
 never pickle: ``array_to_raw``/``array_from_raw`` for one tensor, ``request_to_proto``/
 ``request_from_proto`` and ``response_to_proto``/``response_from_proto`` for whole ModelInfer
-messages. Whatever arrives malformed raises ``TensorWireError`` naming what was expected.
+messages, and ``request_to_wire``/``split_request``/``response_to_wire``/``response_from_wire``
+for the same messages as bytes with the tensors spliced in, not copied through protobuf objects.
+Whatever arrives malformed raises ``TensorWireError`` naming what was expected.
 """
 
 from __future__ import annotations
@@ -34,10 +36,18 @@ __all__ = [
     "dtype_of",
     "parameters_from_proto",
     "parameters_to_proto",
+    "request_from_parts",
     "request_from_proto",
+    "request_from_wire",
     "request_to_proto",
+    "request_to_wire",
+    "response_from_parts",
     "response_from_proto",
+    "response_from_wire",
     "response_to_proto",
+    "response_to_wire",
+    "split_request",
+    "split_response",
     "tensor_nbytes",
 ]
 
@@ -425,9 +435,25 @@ def request_from_proto(msg: pb.ModelInferRequest, *, max_bytes: int | None = Non
     Accepts raw contents (one entry per input, in order) or typed ``contents``, never a mix.
     ``max_bytes`` bounds the decoded size of all inputs together, checked before any decoding.
     """
-    inputs = _decode_tensors(
-        msg.inputs, msg.raw_input_contents, "input", "raw_input_contents", max_bytes
-    )
+    return _request(msg, msg.raw_input_contents, max_bytes)
+
+
+def request_from_parts(
+    msg: pb.ModelInferRequest,
+    raw_contents: Sequence[bytes | memoryview],
+    *,
+    max_bytes: int | None = None,
+) -> InferRequest:
+    """``request_from_proto`` with the raw contents given apart (see ``split_request``)."""
+    if len(msg.raw_input_contents):
+        raise TensorWireError("raw_input_contents given twice: in the message and apart")
+    return _request(msg, raw_contents, max_bytes)
+
+
+def _request(
+    msg: pb.ModelInferRequest, raw_contents: Sequence[bytes | memoryview], max_bytes: int | None
+) -> InferRequest:
+    inputs = _decode_tensors(msg.inputs, raw_contents, "input", "raw_input_contents", max_bytes)
     requested = tuple(o.name for o in msg.outputs)
     _reject_duplicates(requested, "requested output")
     return InferRequest(
@@ -460,9 +486,25 @@ def response_from_proto(
     msg: pb.ModelInferResponse, *, max_bytes: int | None = None
 ) -> InferResponse:
     """Decode and validate a response; the inverse of ``response_to_proto``."""
-    outputs = _decode_tensors(
-        msg.outputs, msg.raw_output_contents, "output", "raw_output_contents", max_bytes
-    )
+    return _response(msg, msg.raw_output_contents, max_bytes)
+
+
+def response_from_parts(
+    msg: pb.ModelInferResponse,
+    raw_contents: Sequence[bytes | memoryview],
+    *,
+    max_bytes: int | None = None,
+) -> InferResponse:
+    """``response_from_proto`` with the raw contents given apart (see ``split_response``)."""
+    if len(msg.raw_output_contents):
+        raise TensorWireError("raw_output_contents given twice: in the message and apart")
+    return _response(msg, raw_contents, max_bytes)
+
+
+def _response(
+    msg: pb.ModelInferResponse, raw_contents: Sequence[bytes | memoryview], max_bytes: int | None
+) -> InferResponse:
+    outputs = _decode_tensors(msg.outputs, raw_contents, "output", "raw_output_contents", max_bytes)
     return InferResponse(
         model_name=msg.model_name,
         model_version=msg.model_version,
@@ -475,7 +517,7 @@ def response_from_proto(
 
 def _decode_tensors(
     tensors: Sequence[Any],
-    raw_contents: Sequence[bytes],
+    raw_contents: Sequence[bytes | memoryview],
     role: str,
     raw_field: str,
     max_bytes: int | None,
@@ -544,3 +586,160 @@ def _reject_duplicates(names: Sequence[str], role: str) -> None:
         if name in seen:
             raise TensorWireError(f"{role} name {name!r} appears more than once", tensor=name)
         seen.add(name)
+
+
+# ------------------------------------------------------- ModelInfer as bytes, zero-copy
+#
+# A tensor message is mostly its raw contents. Going through protobuf objects copies them
+# several times (into the message, out to Python bytes, into the serialized form), which
+# on loopback costs more than the transport. These functions splice the raw contents onto
+# the serialized rest of the message instead: the bytes are the same protobuf encoding
+# (raw contents are a repeated bytes field, and protobuf accepts fields in any order), so
+# any OIP peer reads them, while the tensors are copied once on the way out and not at all
+# on the way in (arrays are read-only views of the received bytes).
+
+_RAW_INPUT_FIELD = 7  # ModelInferRequest.raw_input_contents
+_RAW_OUTPUT_FIELD = 6  # ModelInferResponse.raw_output_contents
+_LENGTH_DELIMITED = 2
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise TensorWireError("malformed message: a varint runs past the end")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _split(data: bytes | memoryview, field_number: int) -> tuple[bytes, list[memoryview]]:
+    """The message without ``field_number``'s entries, and those entries as views, in order."""
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    kept: list[memoryview] = []
+    raws: list[memoryview] = []
+    pos, start, end = 0, 0, len(view)
+    while pos < end:
+        field_start = pos
+        key, pos = _read_varint(view, pos)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            _, pos = _read_varint(view, pos)
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        elif wire_type == _LENGTH_DELIMITED:
+            length, pos = _read_varint(view, pos)
+            if number == field_number:
+                if pos + length > end:
+                    raise TensorWireError("malformed message: raw contents run past the end")
+                kept.append(view[start:field_start])
+                raws.append(view[pos : pos + length])
+                pos += length
+                start = pos
+                continue
+            pos += length
+        else:
+            raise TensorWireError(f"malformed message: unsupported wire type {wire_type}")
+        if pos > end:
+            raise TensorWireError("malformed message: a field runs past the end")
+    kept.append(view[start:end])
+    return b"".join(kept), raws
+
+
+def _raw_view(array: npt.ArrayLike, name: str, role: str) -> tuple[str, list[int], memoryview]:
+    """Like ``array_to_raw`` but a view of the (little-endian, contiguous) data, not a copy."""
+    a = np.asarray(array)
+    datatype = datatype_of(a.dtype, name=name, role=role)
+    data = np.ascontiguousarray(a.astype(DATATYPES[datatype], copy=False))
+    return datatype, [int(d) for d in a.shape], data.reshape(-1).view(np.uint8).data
+
+
+def _join(header: bytes, field_number: int, raws: Sequence[memoryview]) -> bytes:
+    tag = _varint((field_number << 3) | _LENGTH_DELIMITED)
+    parts: list[bytes | memoryview] = [header]
+    for raw in raws:
+        parts += [tag, _varint(raw.nbytes), raw]
+    return b"".join(parts)
+
+
+def request_to_wire(request: InferRequest) -> bytes:
+    """The serialized ModelInferRequest of ``request_to_proto``, tensors copied only once."""
+    msg = pb.ModelInferRequest(
+        model_name=request.model_name, model_version=request.model_version, id=request.id
+    )
+    parameters_to_proto(request.parameters, msg.parameters)
+    raws = []
+    for name, array in request.inputs.items():
+        datatype, shape, raw = _raw_view(array, name, "input")
+        tensor = msg.inputs.add(name=name, datatype=datatype, shape=shape)
+        parameters_to_proto(request.input_parameters.get(name, {}), tensor.parameters)
+        raws.append(raw)
+    for name in request.requested_outputs:
+        wanted = msg.outputs.add(name=name)
+        parameters_to_proto(request.requested_output_parameters.get(name, {}), wanted.parameters)
+    return _join(msg.SerializeToString(), _RAW_INPUT_FIELD, raws)
+
+
+def split_request(data: bytes) -> tuple[pb.ModelInferRequest, list[memoryview]]:
+    """A serialized ModelInferRequest as its message without raw contents, plus those views.
+
+    Check the message's input metadata, then ``request_from_parts(msg, raws)`` decodes.
+    """
+    header, raws = _split(data, _RAW_INPUT_FIELD)
+    try:
+        return pb.ModelInferRequest.FromString(header), raws
+    except Exception as exc:  # protobuf's DecodeError, or a nested field's
+        raise TensorWireError(f"not a ModelInferRequest: {exc}") from None
+
+
+def request_from_wire(data: bytes, *, max_bytes: int | None = None) -> InferRequest:
+    """``request_from_proto`` of serialized bytes; the arrays are views of ``data``."""
+    msg, raws = split_request(data)
+    return request_from_parts(msg, raws, max_bytes=max_bytes)
+
+
+def response_to_wire(response: InferResponse) -> bytes:
+    """The serialized ModelInferResponse of ``response_to_proto``, tensors copied only once."""
+    msg = pb.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=response.id
+    )
+    parameters_to_proto(response.parameters, msg.parameters)
+    raws = []
+    for name, array in response.outputs.items():
+        datatype, shape, raw = _raw_view(array, name, "output")
+        tensor = msg.outputs.add(name=name, datatype=datatype, shape=shape)
+        parameters_to_proto(response.output_parameters.get(name, {}), tensor.parameters)
+        raws.append(raw)
+    return _join(msg.SerializeToString(), _RAW_OUTPUT_FIELD, raws)
+
+
+def split_response(data: bytes) -> tuple[pb.ModelInferResponse, list[memoryview]]:
+    """A serialized ModelInferResponse as its message without raw contents, plus those views."""
+    header, raws = _split(data, _RAW_OUTPUT_FIELD)
+    try:
+        return pb.ModelInferResponse.FromString(header), raws
+    except Exception as exc:
+        raise TensorWireError(f"not a ModelInferResponse: {exc}") from None
+
+
+def response_from_wire(data: bytes, *, max_bytes: int | None = None) -> InferResponse:
+    """``response_from_proto`` of serialized bytes; the arrays are views of ``data``."""
+    msg, raws = split_response(data)
+    return response_from_parts(msg, raws, max_bytes=max_bytes)

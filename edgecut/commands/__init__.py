@@ -1,5 +1,31 @@
 """The subcommands, in the order ``edgecut --help`` lists them."""
 
-from edgecut.commands import demo, devices, models, plan, profile, split
+from edgecut.commands import (
+    cloud,
+    compress,
+    demo,
+    devices,
+    edge,
+    models,
+    plan,
+    profile,
+    repository,
+    simulate,
+    split,
+    sweep,
+)
 
-COMMANDS = [demo, models, devices, profile, plan, split]
+COMMANDS = [
+    demo,
+    models,
+    devices,
+    profile,
+    plan,
+    split,
+    repository,
+    cloud,
+    edge,
+    simulate,
+    sweep,
+    compress,
+]

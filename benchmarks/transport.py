@@ -1,0 +1,290 @@
+"""Round trip of one tensor through the nodes' gRPC path vs a plain TCP socket echo.
+
+    python benchmarks/transport.py [--repeats N]
+
+Goals: at 1 MB and 4 MB the gRPC round trip is at most 2x the socket's; at 4 KB its p50
+is at most 1 ms. Each server runs in its own process on loopback, measured in the same run:
+
+* ``socket``: length-prefixed bytes echoed back on a TCP connection (the floor).
+* ``grpc``: the edge node's client (``edge_node.client.CloudClient.infer``) sends a
+  ModelInfer carrying the tensor as raw contents to a server built like the cloud node's
+  (``protos.transport``, same limits and options; ModelInfer as spliced bytes, decoded by
+  ``protos.tensors``), which sends the same tensor back as the output.
+* ``grpc bytes``: the same bytes echoed by a bare grpcio method, no protobuf: gRPC's floor.
+* ``cloud node``: the same request through a real cloud node whose tail is an identity
+  (validation against the manifest, the batcher's hand-off, a torch call): for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = {"4 KB": 4 * 1024, "1 MB": 1024 * 1024, "4 MB": 4 * 1024 * 1024}
+_HEADER = struct.Struct("<Q")
+
+
+# ------------------------------------------------------------------- servers
+
+
+def _recv_exactly(conn: socket.socket, n: int, buffer: bytearray) -> memoryview:
+    view = memoryview(buffer)[:n]
+    got = 0
+    while got < n:
+        k = conn.recv_into(view[got:], n - got)
+        if not k:
+            raise ConnectionError("peer closed")
+        got += k
+    return view
+
+
+def serve_socket(port_file: Path) -> None:
+    buffer = bytearray(max(SIZES.values()) + _HEADER.size)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port_file.write_text(str(server.getsockname()[1]))
+        while True:  # one client at a time, until the benchmark kills the process
+            conn, _ = server.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with conn:
+                while True:
+                    try:
+                        (n,) = _HEADER.unpack(_recv_exactly(conn, _HEADER.size, buffer))
+                        payload = _recv_exactly(conn, n, buffer)
+                    except ConnectionError:
+                        break
+                    conn.sendall(_HEADER.pack(n))
+                    conn.sendall(payload)
+
+
+def serve_grpc(port_file: Path) -> None:
+    """An echo with the cloud node's transport and ModelInfer serde, and nothing else."""
+    import grpc
+
+    from protos import tensors, transport
+
+    def echo(data: bytes, context: object) -> bytes:
+        request = tensors.request_from_wire(data)
+        reply = tensors.InferResponse(request.model_name, request.inputs, id=request.id)
+        return tensors.response_to_wire(reply)
+
+    transport.reuse_large_buffers()
+    server = transport.build_server(max_workers=4)
+    handler = grpc.unary_unary_rpc_method_handler(echo)
+    service = "inference.GRPCInferenceService"
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service, {"ModelInfer": handler}),)
+    )
+    port = transport.add_port(server, "127.0.0.1:0")
+    server.start()
+    port_file.write_text(str(port))
+    server.wait_for_termination()
+
+
+def serve_grpc_bytes(port_file: Path) -> None:
+    """The floor of gRPC itself: the request's bytes echoed back, no protobuf at all."""
+    import grpc
+
+    from protos import transport
+
+    transport.reuse_large_buffers()
+    server = transport.build_server(max_workers=4)
+    handler = grpc.unary_unary_rpc_method_handler(lambda data, context: data)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("echo.Bytes", {"Echo": handler}),)
+    )
+    port = transport.add_port(server, "127.0.0.1:0")
+    server.start()
+    port_file.write_text(str(port))
+    server.wait_for_termination()
+
+
+def time_grpc_bytes(port: int, nbytes: int, repeats: int) -> list[float]:
+    from protos import transport
+
+    transport.reuse_large_buffers()
+    payload = np.random.default_rng(0).bytes(nbytes)
+    channel = transport.build_channel(f"127.0.0.1:{port}")
+    echo = channel.unary_unary("/echo.Bytes/Echo")
+    samples = []
+    for i in range(repeats + 3):
+        start = time.perf_counter()
+        assert len(echo(payload, timeout=60)) == nbytes
+        if i >= 3:
+            samples.append(time.perf_counter() - start)
+    channel.close()
+    return samples
+
+
+def _start(mode: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = Path(tempfile.mkdtemp()) / "port"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    if mode == "cloud":
+        cmd = [
+            sys.executable, "-m", "edgecut.cli", "cloud", "serve", "--port", "0",
+            "--port-file", str(port_file), "--threads", "1", "--log-level", "WARNING",
+            "--batch-timeout-ms", "0", *(extra or []),
+        ]  # fmt: skip
+    else:
+        cmd = [sys.executable, __file__, "--serve", mode, str(port_file)]
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.monotonic() + 120
+    while not port_file.exists() or not port_file.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{mode} server did not start")
+        time.sleep(0.05)
+    time.sleep(0.05)
+    return proc, int(port_file.read_text())
+
+
+# --------------------------------------------------------------------- clients
+
+
+def time_socket(port: int, nbytes: int, repeats: int) -> list[float]:
+    payload = np.random.default_rng(0).bytes(nbytes)
+    buffer = bytearray(nbytes + _HEADER.size)
+    samples = []
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(repeats + 3):
+            start = time.perf_counter()
+            conn.sendall(_HEADER.pack(nbytes))
+            conn.sendall(payload)
+            (n,) = _HEADER.unpack(_recv_exactly(conn, _HEADER.size, buffer))
+            echoed = _recv_exactly(conn, n, buffer)
+            elapsed = time.perf_counter() - start
+            assert len(echoed) == nbytes
+            if i >= 3:  # warm-up
+                samples.append(elapsed)
+    return samples
+
+
+def time_grpc(port: int, nbytes: int, repeats: int, model: str = "echo") -> list[float]:
+    """Round trips through the edge node's client (edge_node.client.CloudClient.infer)."""
+    from edge_node.client import CloudClient
+    from protos import tensors
+
+    array = np.random.default_rng(0).standard_normal(nbytes // 4, dtype=np.float32)
+    if model != "echo":
+        array = array.reshape(1, -1)
+    samples = []
+    with CloudClient(f"127.0.0.1:{port}") as client:
+        for i in range(repeats + 3):
+            start = time.perf_counter()
+            reply, _ = client.infer(tensors.InferRequest(model, {"x": array}), timeout_s=60)
+            elapsed = time.perf_counter() - start
+            (out,) = reply.outputs.values()
+            assert out.nbytes == array.nbytes
+            if i >= 3:
+                samples.append(elapsed)
+    return samples
+
+
+def identity_repository(root: Path) -> Path:
+    """A model repository whose one cut is cloud-only with an identity network: x -> x * 1."""
+    import torch
+    from torch import nn
+
+    from partitioner.artifact import write_split
+    from partitioner.cost import CostModel
+    from partitioner.graph import capture
+    from partitioner.network import get_network
+    from partitioner.plan import evaluate_cut
+    from partitioner.profiles import get_device
+
+    class Identity(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 1.0
+
+    for label, nbytes in SIZES.items():
+        name = "id_" + label.replace(" ", "").lower()
+        cap = capture(Identity(), torch.zeros(1, nbytes // 4), name=name)
+        cost = CostModel(
+            cap.graph, get_device("rpi4"), get_device("x86-server"), get_network("lte")
+        )
+        plan = evaluate_cut(cost, cap.graph.inputs[0])
+        write_split(cap, plan, root / name / "1")
+    return root
+
+
+# ------------------------------------------------------------------------ main
+
+
+def _ms(samples: list[float], q: float) -> float:
+    return float(np.percentile(samples, q)) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=0, help="round trips per size (auto)")
+    parser.add_argument("--no-node", action="store_true", help="skip the cloud node row")
+    parser.add_argument("--serve", nargs=2, metavar=("MODE", "PORT_FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        servers = {"socket": serve_socket, "grpc": serve_grpc, "grpc-bytes": serve_grpc_bytes}
+        servers[args.serve[0]](Path(args.serve[1]))
+        return
+
+    rows = []
+    for label, nbytes in SIZES.items():
+        repeats = args.repeats or {"4 KB": 500, "1 MB": 100, "4 MB": 40}[label]
+        sock, sport = _start("socket")
+        grpc_proc, gport = _start("grpc")
+        bytes_proc, bport = _start("grpc-bytes")
+        try:
+            # Interleave them so all see the same machine load.
+            s_samples, g_samples, b_samples = [], [], []
+            for _ in range(5):
+                s_samples += time_socket(sport, nbytes, repeats // 5)
+                g_samples += time_grpc(gport, nbytes, repeats // 5)
+                b_samples += time_grpc_bytes(bport, nbytes, repeats // 5)
+        finally:
+            for proc in (sock, grpc_proc, bytes_proc):
+                proc.kill()
+                proc.wait()
+        rows.append((label, "socket echo", s_samples))
+        rows.append((label, "grpc (nodes' transport + serde)", g_samples))
+        rows.append((label, "grpc bytes echo (no protobuf)", b_samples))
+    if not args.no_node:
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = identity_repository(Path(tmp))
+            node, nport = _start("cloud", ["--repository", str(repo)])
+            try:
+                for label, nbytes in SIZES.items():
+                    name = "id_" + label.replace(" ", "").lower()
+                    repeats = args.repeats or {"4 KB": 300, "1 MB": 60, "4 MB": 20}[label]
+                    rows.append(
+                        (
+                            label,
+                            "cloud node (identity tail)",
+                            time_grpc(nport, nbytes, repeats, name),
+                        )
+                    )
+            finally:
+                node.terminate()
+                node.wait()
+
+    print(f"{'size':<7}{'path':<34}{'p50 ms':>9}{'p90 ms':>9}{'vs socket p50':>15}{'goal':>22}")
+    socket_p50 = {label: _ms(s, 50) for label, path, s in rows if path == "socket echo"}
+    for label, path, samples in rows:
+        p50 = _ms(samples, 50)
+        ratio = p50 / socket_p50[label]
+        goal = ""
+        if path.startswith("grpc (nodes"):
+            goal = "<= 1 ms p50" if label == "4 KB" else "<= 2x socket"
+            ok = p50 <= 1.0 if label == "4 KB" else ratio <= 2.0
+            goal += " ok" if ok else " MISSED"
+        print(f"{label:<7}{path:<34}{p50:>9.3f}{_ms(samples, 90):>9.3f}{ratio:>14.2f}x{goal:>22}")
+    print(f"({len(rows[0][2])}+ round trips per row; loopback; {os.cpu_count()} cores, shared)")
+
+
+if __name__ == "__main__":
+    main()

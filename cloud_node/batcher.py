@@ -1,0 +1,218 @@
+"""Dynamic batching: concurrent requests for the same tail run as one batch.
+
+Callers :meth:`Batcher.submit` their decoded inputs with the function that runs them and get a
+``Future``. One worker thread takes the tail whose oldest request waited longest, waits at most
+``timeout_s`` from that request's arrival for up to ``max_batch`` frames of the same tail,
+concatenates them along the batch axis, runs them once and hands each caller its own slice.
+While a batch runs, new requests queue, so a busy server batches more without waiting at all.
+
+One worker because a CPU tail already uses every core torch is given: two batches at once
+would only fight over them.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+RunFn = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
+
+
+class QueueFull(Exception):
+    """The batcher holds ``max_queue_frames`` frames already: the caller should back off."""
+
+
+class BatcherClosed(Exception):
+    """The batcher is shutting down and takes no new work."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One caller's outputs plus how its request was served."""
+
+    outputs: list[np.ndarray]
+    queue_s: float  # from submit to the start of its batch
+    compute_s: float  # the whole batch's run
+    batch_frames: int  # frames in the batch it ran in
+
+
+@dataclass
+class _Pending:
+    inputs: Sequence[np.ndarray]
+    frames: int
+    run: RunFn
+    max_batch: int
+    enqueued_s: float
+    future: Future[BatchResult] = field(default_factory=Future)
+
+
+class Batcher:
+    """Groups concurrent requests per key (one tail) into batches run by one worker thread."""
+
+    def __init__(
+        self,
+        *,
+        max_batch: int = 16,
+        timeout_s: float = 0.002,
+        max_queue_frames: int = 1024,
+        on_batch: Callable[[Hashable, int, float, float], None] | None = None,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if timeout_s < 0:
+            raise ValueError(f"batch timeout must be >= 0, got {timeout_s}")
+        if max_queue_frames < 1:
+            raise ValueError(f"max_queue_frames must be >= 1, got {max_queue_frames}")
+        self.max_batch = max_batch
+        self.timeout_s = timeout_s
+        self.max_queue_frames = max_queue_frames
+        self._on_batch = on_batch
+        self._queues: dict[Hashable, collections.deque[_Pending]] = {}
+        self._queued_frames = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = False  # a batch is running (on the worker or inline): one at a time
+        self._worker = threading.Thread(target=self._loop, name="batcher", daemon=True)
+        self._worker.start()
+
+    @property
+    def queued_frames(self) -> int:
+        with self._cond:
+            return self._queued_frames
+
+    def submit(
+        self,
+        key: Hashable,
+        inputs: Sequence[np.ndarray],
+        run: RunFn,
+        *,
+        max_batch: int | None = None,
+    ) -> Future[BatchResult]:
+        """Queue one request (every input with the same leading batch) for ``run``.
+
+        ``max_batch`` lowers the batch limit for this key (a tail exported for batch 1 only).
+        """
+        frames = int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1
+        pending = _Pending(
+            inputs, frames, run, min(self.max_batch, max_batch or self.max_batch), time.monotonic()
+        )
+        with self._cond:
+            if self._closed:
+                raise BatcherClosed("the server is shutting down")
+            if self._queued_frames + frames > self.max_queue_frames:
+                raise QueueFull(
+                    f"{self._queued_frames} frames are queued (limit {self.max_queue_frames})"
+                )
+            # Nothing to wait for and nobody to batch with: run in the caller's thread,
+            # which saves the two thread hand-offs a lone request would otherwise pay.
+            inline = self.timeout_s == 0 and not self._busy and not self._queued_frames
+            if inline:
+                self._busy = True
+            else:
+                self._queues.setdefault(key, collections.deque()).append(pending)
+                self._queued_frames += frames
+                self._cond.notify()
+        if inline:
+            try:
+                self._run(key, [pending])
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        return pending.future
+
+    def close(self, *, drain: bool = True, timeout_s: float | None = None) -> None:
+        """Take no new work; finish what is queued (``drain``) or fail it, then stop the worker."""
+        with self._cond:
+            self._closed = True
+            if not drain:
+                for queue in self._queues.values():
+                    for pending in queue:
+                        pending.future.set_exception(BatcherClosed("the server shut down"))
+                self._queues.clear()
+                self._queued_frames = 0
+            self._cond.notify_all()
+        self._worker.join(timeout_s)
+
+    # ------------------------------------------------------------------ worker
+
+    def _take(self) -> tuple[Hashable, list[_Pending]] | None:
+        """Wait for a batch to be due and remove it from its queue; None once closed and empty."""
+        with self._cond:
+            while True:
+                while (not self._queued_frames or self._busy) and not self._closed:
+                    self._cond.wait()
+                while self._busy:  # closing: let an inline run finish first
+                    self._cond.wait()
+                if not self._queued_frames:
+                    return None
+                key, queue = min(
+                    ((k, q) for k, q in self._queues.items() if q),
+                    key=lambda item: item[1][0].enqueued_s,
+                )
+                limit = queue[0].max_batch
+                due = queue[0].enqueued_s + self.timeout_s
+                while not self._closed:
+                    frames = sum(p.frames for p in queue)
+                    remaining = due - time.monotonic()
+                    if frames >= limit or remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                if self._queues.get(key) is not queue or not queue:
+                    continue  # failed by close(drain=False) while waiting
+                batch = [queue.popleft()]
+                frames = batch[0].frames
+                while queue and frames + queue[0].frames <= limit:
+                    frames += queue[0].frames
+                    batch.append(queue.popleft())
+                if not queue:
+                    del self._queues[key]
+                self._queued_frames -= frames
+                self._busy = True
+                return key, batch
+
+    def _loop(self) -> None:
+        while True:
+            taken = self._take()
+            if taken is None:
+                return
+            try:
+                self._run(*taken)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _run(self, key: Hashable, batch: list[_Pending]) -> None:
+        """Run one batch and settle its callers' futures."""
+        started = time.monotonic()
+        frames = sum(p.frames for p in batch)
+        try:
+            if len(batch) == 1:
+                outputs = list(batch[0].run(batch[0].inputs))
+            else:
+                joined = [
+                    np.concatenate([p.inputs[i] for p in batch], axis=0)
+                    for i in range(len(batch[0].inputs))
+                ]
+                outputs = list(batch[0].run(joined))
+        except Exception as exc:
+            for pending in batch:
+                pending.future.set_exception(exc)
+            return
+        compute_s = time.monotonic() - started
+        if self._on_batch is not None:
+            self._on_batch(key, frames, compute_s, started - batch[0].enqueued_s)
+        offset = 0
+        for pending in batch:
+            part = [o[offset : offset + pending.frames] for o in outputs]
+            offset += pending.frames
+            pending.future.set_result(
+                BatchResult(part, started - pending.enqueued_s, compute_s, frames)
+            )

@@ -1,0 +1,286 @@
+"""The cloud node: a gRPC server of every tail in a model repository.
+
+    node = CloudNode(CloudConfig(repository=Path("repo"), port=0))
+    port = node.start()          # binds, loads every tail once, health SERVING per model
+    ...
+    node.stop(grace_s=5)         # health NOT_SERVING, no new calls, in-flight calls finish
+
+It serves the Open Inference Protocol (``inference.GRPCInferenceService``, what tritonclient
+speaks), edgecut's control API (``edgecut.v1.EdgecutService``), gRPC health checking (overall,
+per service, per model ``<model>`` and per version ``<model>/<version>``) and reflection, and
+optionally Prometheus metrics over HTTP. Servers and ports come from :mod:`protos.transport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cloud_node.batcher import Batcher
+from cloud_node.control import ControlService
+from cloud_node.inference import InferenceService, InFlight, add_inference_service
+from cloud_node.logs import LOGGER_NAME, log_event
+from cloud_node.metrics import NodeMetrics
+from cloud_node.models import READY, ModelStore, Tail
+from partitioner.errors import EdgecutError
+from protos import transport
+from protos.edgecut.v1 import edgecut_pb2 as cpb
+from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
+from protos.inference import grpc_service_pb2 as pb
+
+INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+CONTROL_SERVICE = cpb.DESCRIPTOR.services_by_name["EdgecutService"].full_name
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """Everything ``edgecut cloud serve`` can set; validated on creation."""
+
+    repository: Path
+    host: str = "127.0.0.1"
+    port: int = 8001
+    tls: transport.ServerTLS | None = None
+    tokens: tuple[str, ...] = ()  # bearer tokens accepted (several during a rotation)
+    max_batch: int = 16  # frames per batch; 1 turns dynamic batching off
+    batch_timeout_ms: float = 1.0  # how long the first request of a batch waits for company
+    max_queue_frames: int = 1024  # past this, ModelInfer answers RESOURCE_EXHAUSTED
+    # Every caller waiting for its batch holds a gRPC thread: 16 concurrent edges need 16
+    # threads, plus health watchers and metadata calls. Idle Python threads cost little.
+    workers: int = 64
+    max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES
+    max_request_bytes: int = 256 * 1024 * 1024  # decoded inputs of one request
+    threads: int | None = None  # torch intra-op threads; None keeps torch's setting
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    allow_deploy: bool = True
+    max_deploy_bytes: int = 2 * 1024**3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "repository", Path(self.repository))
+        checks = {
+            "port": 0 <= self.port <= 65535,
+            "max_batch": self.max_batch >= 1,
+            "batch_timeout_ms": self.batch_timeout_ms >= 0,
+            "max_queue_frames": self.max_queue_frames >= 1,
+            "workers": self.workers >= 2,
+            "max_request_bytes": self.max_request_bytes >= 1,
+            "threads": self.threads is None or self.threads >= 1,
+            "metrics_port": self.metrics_port is None or 0 <= self.metrics_port <= 65535,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise EdgecutError(
+                    f"cloud config: {name} = {getattr(self, name)!r} is out of range"
+                )
+        if self.workers < 2 * min(self.max_batch, 16):
+            raise EdgecutError(
+                f"cloud config: workers = {self.workers} cannot fill a batch of "
+                f"{self.max_batch}: every waiting caller holds a worker; use at least "
+                f"{2 * min(self.max_batch, 16)}"
+            )
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class CloudNode:
+    """A running cloud node; see the module docstring."""
+
+    def __init__(self, config: CloudConfig, *, logger: logging.Logger | None = None) -> None:
+        self.config = config
+        self.log = logger or logging.getLogger(LOGGER_NAME)
+        self.metrics = NodeMetrics()
+        self.port: int | None = None
+        self.metrics_port: int | None = None
+        self._serving = False
+        self._server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self._stopped = threading.Event()
+        self._in_flight = InFlight()
+        self._stop_lock = threading.Lock()
+        self._stopping = False
+        self._store: ModelStore | None = None
+        self._batcher: Batcher | None = None
+
+    @property
+    def address(self) -> str:
+        return _address(self.config.host, self.port or 0)
+
+    @property
+    def store(self) -> ModelStore:
+        assert self._store is not None, "start() first"
+        return self._store
+
+    def start(self) -> int:
+        """Bind, serve, load every tail (health per model follows); returns the bound port."""
+        cfg = self.config
+        transport.reuse_large_buffers(cfg.max_message_bytes)
+        if cfg.threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
+        self._store = ModelStore(cfg.repository)
+        tails = self._store.tails()
+        if not tails:
+            raise EdgecutError(
+                f"repository {cfg.repository} holds no cut with a tail to serve: expected "
+                "<model>/<version>/ split artifacts (see `edgecut repository build`)"
+            )
+        self._batcher = Batcher(
+            max_batch=cfg.max_batch,
+            timeout_s=cfg.batch_timeout_ms / 1e3,
+            max_queue_frames=cfg.max_queue_frames,
+            on_batch=self._on_batch,
+        )
+        server = transport.build_server(
+            max_workers=cfg.workers,
+            max_message_bytes=cfg.max_message_bytes,
+            token=list(cfg.tokens) or None,
+            max_concurrent_rpcs=4 * cfg.workers,
+        )
+        inference = InferenceService(
+            self._store,
+            self._batcher,
+            self.metrics,
+            self.log,
+            max_request_bytes=cfg.max_request_bytes,
+            serving=lambda: self._serving,
+            in_flight=self._in_flight,
+        )
+        control = ControlService(
+            self._store,
+            self.log,
+            allow_deploy=cfg.allow_deploy,
+            max_deploy_bytes=cfg.max_deploy_bytes,
+            on_deployed=self._on_deployed,
+            in_flight=self._in_flight,
+        )
+        add_inference_service(inference, server)
+        cpb_grpc.add_EdgecutServiceServicer_to_server(control, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (INFERENCE_SERVICE, CONTROL_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
+        )
+        for service in ("", INFERENCE_SERVICE, CONTROL_SERVICE):
+            self._health.set(service, NOT_SERVING)
+        for tail in tails:
+            self._set_model_health(tail, NOT_SERVING)
+        try:
+            self.port = transport.add_port(server, _address(cfg.host, cfg.port), cfg.tls)
+        except OSError as exc:
+            raise EdgecutError(f"cannot listen on {_address(cfg.host, cfg.port)}: {exc}") from None
+        server.start()
+        self._server = server
+        self._serving = True
+        started = time.monotonic()
+        for tail in tails:
+            t0 = time.monotonic()
+            tail.load()
+            self._after_load(tail, time.monotonic() - t0)
+        for service in ("", INFERENCE_SERVICE, CONTROL_SERVICE):
+            self._health.set(service, SERVING)
+        if cfg.metrics_port is not None:
+            try:
+                self.metrics_port = self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+            except OSError as exc:
+                self.stop(grace_s=0)
+                raise EdgecutError(
+                    f"cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port}: {exc}"
+                ) from None
+        log_event(
+            self.log,
+            "serving",
+            address=self.address,
+            port=self.port,
+            metrics_port=self.metrics_port,
+            tls="mutual" if cfg.tls and cfg.tls.client_ca_file else bool(cfg.tls),
+            auth="bearer" if cfg.tokens else "none",
+            models={m: self._store.versions(m) for m in self._store.models()},
+            max_batch=cfg.max_batch,
+            batch_timeout_ms=cfg.batch_timeout_ms,
+            load_s=round(time.monotonic() - started, 3),
+        )
+        return self.port
+
+    def _after_load(self, tail: Tail, load_s: float) -> None:
+        ready = tail.state == READY
+        self._set_model_health(tail, SERVING if ready else NOT_SERVING)
+        self.metrics.models_ready.set(sum(t.state == READY for t in self.store.tails()))
+        log_event(
+            self.log,
+            "model_loaded" if ready else "model_failed",
+            logging.INFO if ready else logging.ERROR,
+            model=tail.model,
+            version=tail.version,
+            load_ms=round(load_s * 1e3, 1),
+            reason=tail.reason or None,
+        )
+
+    def _set_model_health(self, tail: Tail, status: Any) -> None:
+        self._health.set(f"{tail.model}/{tail.version}", status)
+        ready = any(t.state == READY for t in self.store.tails() if t.model == tail.model)
+        self._health.set(tail.model, SERVING if ready else NOT_SERVING)
+
+    def _on_deployed(self, tail: Tail) -> None:
+        self._after_load(tail, 0.0)
+
+    def _on_batch(self, key: Any, frames: int, compute_s: float, queue_s: float) -> None:
+        labels = {"model": key.model, "version": key.version}
+        self.metrics.batch_size.labels(**labels).observe(frames)
+        self.metrics.compute_seconds.labels(**labels).observe(compute_s)
+
+    def stop(self, grace_s: float = 5.0, *, drain_s: float = 0.0) -> None:
+        """Graceful shutdown: health NOT_SERVING, refuse new calls, let in-flight ones finish.
+
+        For ``drain_s`` the server still takes calls while health says NOT_SERVING, so load
+        balancers and edges watching health move away first; then new calls are refused and
+        running ones get ``grace_s`` to finish.
+        """
+        with self._stop_lock:
+            if self._stopping:
+                self._stopped.wait()
+                return
+            self._stopping = True
+        log_event(self.log, "stopping", grace_s=grace_s, drain_s=drain_s)
+        self._health.enter_graceful_shutdown()
+        if drain_s > 0:
+            time.sleep(drain_s)
+        if self._server is not None:
+            # New RPCs are refused at once; running ones get grace_s to finish. Health
+            # watches never finish by themselves, so once the real work is done they are
+            # cancelled instead of holding the shutdown for the whole grace period.
+            done = self._server.stop(grace_s)
+            self._in_flight.wait_idle(grace_s)
+            self._server.stop(0)
+            done.wait()
+        # Mark not serving only now: requests accepted before stop() still get their batch.
+        self._serving = False
+        if self._batcher is not None:
+            self._batcher.close(drain=True, timeout_s=max(grace_s, 1.0))
+        self.metrics.close()
+        self._stopped.set()
+        log_event(self.log, "stopped")
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until :meth:`stop` has finished; False on timeout."""
+        return self._stopped.wait(timeout_s)
+
+    def __enter__(self) -> CloudNode:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(grace_s=1.0)

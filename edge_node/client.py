@@ -1,0 +1,160 @@
+"""The edge's gRPC client of a cloud node: ModelInfer with a deadline, pings, ListCuts.
+
+Built on :func:`protos.transport.build_channel` (limits, keepalive, TLS, bearer token) with a
+short reconnect backoff, so a cloud that comes back is found within about a second. An
+optional :class:`~edge_node.throttle.TokenBucket` delays each request as an emulated uplink
+would. Every failure is a :class:`CloudError` carrying the gRPC status name.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from edge_node.throttle import TokenBucket
+from partitioner import crossing
+from protos import tensors, transport
+from protos.edgecut.v1 import edgecut_pb2 as cpb
+from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
+from protos.inference import grpc_service_pb2 as pb
+from protos.inference import grpc_service_pb2_grpc as pb_grpc
+
+# gRPC's default reconnect backoff grows to two minutes: far too long to notice that a
+# restarted cloud is back. Cap it at one second.
+_RECONNECT_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+class CloudError(Exception):
+    """A call to the cloud that failed; ``code`` is the gRPC status name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CallTiming:
+    """Where one ModelInfer's time went, as far as the edge can tell."""
+
+    elapsed_s: float  # from before the (emulated) uplink to the decoded response
+    uplink_wait_s: float  # time the emulated uplink held the request (0 without one)
+    server_s: float  # the server's own handling time, as it reported it
+    queue_s: float
+    compute_s: float
+    batch_frames: int
+    request_bytes: int  # the serialized request: what crossed the uplink
+
+
+def _float_param(params: Any, key: str) -> float:
+    value = params.get(key, 0.0)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+class CloudClient:
+    """One channel to one cloud node."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        tls: transport.ClientTLS | None = None,
+        token: str | None = None,
+        max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES,
+        uplink: TokenBucket | None = None,
+    ) -> None:
+        self.target = target
+        self.uplink = uplink
+        transport.reuse_large_buffers(max_message_bytes)
+        self._channel = transport.build_channel(
+            target,
+            tls=tls,
+            token=token,
+            max_message_bytes=max_message_bytes,
+            options=_RECONNECT_OPTIONS,
+        )
+        self._infer = pb_grpc.GRPCInferenceServiceStub(self._channel)
+        # ModelInfer as bytes both ways: tensors are spliced, not copied through protobuf.
+        self._model_infer = self._channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer", _registered_method=True
+        )
+        self._control = cpb_grpc.EdgecutServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> CloudClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def infer(
+        self, request: tensors.InferRequest, timeout_s: float
+    ) -> tuple[tensors.InferResponse, CallTiming]:
+        """Send one ModelInfer; the deadline covers the emulated uplink wait too."""
+        data = tensors.request_to_wire(request)
+        nbytes = len(data)
+        start = time.monotonic()
+        waited = self.uplink.send(nbytes) if self.uplink is not None else 0.0
+        remaining = timeout_s - (time.monotonic() - start)
+        if remaining <= 0:
+            raise CloudError(
+                "DEADLINE_EXCEEDED", f"the uplink took {waited * 1e3:.0f} ms, past the deadline"
+            )
+        try:
+            reply = self._model_infer(data, timeout=remaining)
+        except grpc.RpcError as exc:
+            raise CloudError(exc.code().name, exc.details() or "") from None
+        try:
+            response = tensors.response_from_wire(reply)
+        except tensors.TensorWireError as exc:
+            raise CloudError("DATA_LOSS", f"the cloud's response does not decode: {exc}") from None
+        elapsed = time.monotonic() - start
+        params = response.parameters
+        batch = params.get(crossing.BATCH_FRAMES_PARAM, 0)
+        timing = CallTiming(
+            elapsed_s=elapsed,
+            uplink_wait_s=waited,
+            server_s=_float_param(params, crossing.SERVER_MS_PARAM) / 1e3,
+            queue_s=_float_param(params, crossing.QUEUE_MS_PARAM) / 1e3,
+            compute_s=_float_param(params, crossing.COMPUTE_MS_PARAM) / 1e3,
+            batch_frames=int(batch) if isinstance(batch, int) else 0,
+            request_bytes=nbytes,
+        )
+        return response, timing
+
+    def ping(self, timeout_s: float = 1.0) -> float:
+        """ServerLive's round trip in seconds (a tiny message: the base RTT plus overhead)."""
+        start = time.monotonic()
+        if self.uplink is not None:  # an emulated link delays pings as it delays data
+            self.uplink.send(0)
+        try:
+            self._infer.ServerLive(pb.ServerLiveRequest(), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise CloudError(exc.code().name, exc.details() or "") from None
+        return time.monotonic() - start
+
+    def model_ready(self, model: str, version: str = "", timeout_s: float = 2.0) -> bool:
+        try:
+            reply = self._infer.ModelReady(
+                pb.ModelReadyRequest(name=model, version=version), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise CloudError(exc.code().name, exc.details() or "") from None
+        return bool(reply.ready)
+
+    def list_cuts(self, model: str = "", timeout_s: float = 5.0) -> cpb.ListCutsResponse:
+        try:
+            return self._control.ListCuts(
+                cpb.ListCutsRequest(model_name=model, include_breakpoints=True), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise CloudError(exc.code().name, exc.details() or "") from None

@@ -1,0 +1,193 @@
+"""``edgecut cloud serve``: serve every tail of a model repository over gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from edgecut.args import non_negative_float
+
+
+def default_threads() -> int:
+    """Torch threads for a node: the cores, at most 4 (more rarely helps one batch)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def quiet_openmp() -> None:
+    """Idle OpenMP threads sleep instead of spinning (a spinning pool on a busy host is ~50x
+    slower); must happen before torch is imported, so every node command calls it first."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def read_token_file(path: str) -> tuple[str, ...]:
+    """Bearer tokens from a file, one per line (blank lines and ``#`` comments skipped)."""
+    from pathlib import Path
+
+    from partitioner.errors import EdgecutError
+
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise EdgecutError(f"token file {p} does not exist") from None
+    except PermissionError:
+        raise EdgecutError(
+            f"token file {p} cannot be read (permission denied): the node needs read access"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgecutError(f"token file {p} cannot be read: {exc}") from None
+    tokens = tuple(
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+    if not tokens:
+        raise EdgecutError(f"token file {p} holds no token: expected one token per line")
+    for token in tokens:
+        if any(c.isspace() for c in token):
+            raise EdgecutError(f"token file {p}: a token contains whitespace; one token per line")
+    return tokens
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cloud", help="run the cloud node (gRPC, Open Inference Protocol)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    actions.required = True
+    serve = actions.add_parser("serve", help="serve every tail of a model repository")
+    serve.add_argument("--repository", required=True, metavar="DIR", help="model repository")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=port_number, default=8001, help="0 picks a free port")
+    serve.add_argument("--port-file", metavar="FILE", help="write the bound port here once ready")
+    serve.add_argument("--tls-cert", metavar="PEM", help="server certificate (enables TLS)")
+    serve.add_argument("--tls-key", metavar="PEM", help="server private key")
+    serve.add_argument("--tls-client-ca", metavar="PEM", help="require client certs from this CA")
+    serve.add_argument(
+        "--token-file", metavar="FILE", help="bearer tokens, one per line (enables auth)"
+    )
+    serve.add_argument(
+        "--max-batch", type=positive_int, default=16, help="frames per batch (1: no batching)"
+    )
+    serve.add_argument(
+        "--batch-timeout-ms",
+        type=non_negative_float,
+        default=1.0,
+        help="how long a request waits for others to batch with (default 1)",
+    )
+    serve.add_argument(
+        "--max-queue", type=positive_int, default=1024, help="queued frames before refusing"
+    )
+    serve.add_argument("--workers", type=positive_int, default=64, help="gRPC handler threads")
+    serve.add_argument(
+        "--threads",
+        type=positive_int,
+        default=default_threads(),
+        help=f"torch threads for the tails (default {default_threads()})",
+    )
+    serve.add_argument(
+        "--max-message-mb", type=positive_int, default=64, help="gRPC message limit, MiB"
+    )
+    serve.add_argument("--metrics-port", type=port_number, help="serve Prometheus /metrics here")
+    serve.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics")
+    serve.add_argument("--no-deploy", action="store_true", help="refuse DeploySplit uploads")
+    serve.add_argument(
+        "--grace-s",
+        type=non_negative_float,
+        default=10.0,
+        help="on SIGTERM/SIGINT, let in-flight calls finish this long (default 10)",
+    )
+    serve.add_argument(
+        "--drain-s",
+        type=non_negative_float,
+        default=0.0,
+        help="on SIGTERM/SIGINT, report NOT_SERVING this long before refusing calls",
+    )
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.set_defaults(run=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    quiet_openmp()
+    import signal
+    import threading
+    from pathlib import Path
+
+    from partitioner.errors import EdgecutError
+    from partitioner.repository import scan_repository
+    from protos.transport import ServerTLS
+
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_client_ca:
+        if not (args.tls_cert and args.tls_key):
+            raise EdgecutError(
+                "TLS needs both --tls-cert and --tls-key (and optionally --tls-client-ca)"
+            )
+        try:
+            tls = ServerTLS(Path(args.tls_cert), Path(args.tls_key), args.tls_client_ca)
+        except (OSError, ValueError) as exc:
+            raise EdgecutError(str(exc)) from None
+    tokens = read_token_file(args.token_file) if args.token_file else ()
+    scan_repository(args.repository)  # a bad path fails here, before torch is imported
+
+    from cloud_node.logs import configure
+    from cloud_node.server import CloudConfig, CloudNode
+
+    logger = configure(args.log_level)
+    node = CloudNode(
+        CloudConfig(
+            repository=Path(args.repository),
+            host=args.host,
+            port=args.port,
+            tls=tls,
+            tokens=tokens,
+            max_batch=args.max_batch,
+            batch_timeout_ms=args.batch_timeout_ms,
+            max_queue_frames=args.max_queue,
+            workers=max(args.workers, 2 * min(args.max_batch, 16)),
+            max_message_bytes=args.max_message_mb * 1024 * 1024,
+            threads=args.threads,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+            allow_deploy=not args.no_deploy,
+        ),
+        logger=logger,
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(
+                target=node.stop,
+                args=(args.grace_s,),
+                kwargs={"drain_s": args.drain_s},
+                daemon=True,
+            ).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    port = node.start()
+    if args.port_file:
+        tmp = Path(args.port_file + ".tmp")
+        tmp.write_text(f"{port}\n")
+        os.replace(tmp, args.port_file)
+    while not node.wait(timeout_s=0.5):
+        pass
+    return 0

@@ -1,0 +1,140 @@
+"""Fixtures for the cloud node tests: a small repository, running nodes, clients, certificates.
+
+The repository holds digits_cnn (1x1x8x8 frames, exports in about a second) with two cuts and
+a hand-made breakpoint table, so every test runs real split artifacts quickly. Servers bind
+127.0.0.1:0 and are stopped in teardown.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from cloud_node.server import CloudConfig, CloudNode
+from partitioner.artifact import load_split
+from partitioner.planner import Planner
+from partitioner.repository import build_repository, manual_table
+from protos import transport
+from protos.inference import grpc_service_pb2_grpc as pb_grpc
+
+MODEL = "digits_cnn"
+# Version 1 (low bandwidth) crosses after pool2 (128x2x2), version 2 after relu1 (32x8x8).
+BANDS = [(0.1, 1.0, None), (1.0, 10.0, "pool2"), (10.0, 1000.0, "relu1")]
+
+
+@dataclass(frozen=True)
+class Repo:
+    root: Path
+    model: Any  # the whole network (reference outputs)
+
+    def artifact(self, version: str) -> Any:
+        return load_split(self.root / MODEL / version)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    planner = Planner.create(MODEL)
+    root = tmp_path_factory.mktemp("repository")
+    build_repository(planner, root, table=manual_table(planner, BANDS), default_bandwidth_mbps=5.0)
+    return Repo(root, planner.loaded.module)
+
+
+@dataclass
+class Running:
+    node: CloudNode
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stub(self, **channel: Any) -> Any:
+        return pb_grpc.GRPCInferenceServiceStub(transport.build_channel(self.target, **channel))
+
+
+@pytest.fixture
+def start_cloud(repo: Repo) -> Iterator[Callable[..., Running]]:
+    """start_cloud(**config) -> a running CloudNode on 127.0.0.1:0 (stopped at teardown)."""
+    nodes: list[CloudNode] = []
+
+    def start(**overrides: Any) -> Running:
+        settings: dict[str, Any] = {"repository": repo.root, "port": 0, "threads": 1}
+        settings.update(overrides)
+        node = CloudNode(CloudConfig(**settings))
+        nodes.append(node)
+        return Running(node, node.start())
+
+    yield start
+    for node in nodes:
+        node.stop(grace_s=0)
+
+
+@pytest.fixture(scope="module")
+def shared_cloud(repo: Repo) -> Iterator[Running]:
+    """One node with default settings for the tests that only read from it."""
+    node = CloudNode(
+        CloudConfig(repository=repo.root, port=0, threads=1, max_request_bytes=1024 * 1024)
+    )
+    try:
+        yield Running(node, node.start())
+    finally:
+        node.stop(grace_s=0)
+
+
+# ---------------------------------------------------------------- certificates
+
+
+@dataclass(frozen=True)
+class Certs:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(directory: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to create test certificates")
+    d = tmp_path_factory.mktemp("certs")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl(
+        d, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=edgecut node test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    leaves = {
+        "server": "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        "client": "extendedKeyUsage=clientAuth\n",
+    }
+    for serial, (name, ext) in enumerate(leaves.items(), start=2):
+        (d / f"{name}.ext").write_text(ext)
+        _openssl(
+            d, "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN=edgecut node test {name}",
+        )  # fmt: skip
+        _openssl(
+            d, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-set_serial", str(serial), "-days", "2", "-out", f"{name}.pem",
+            "-extfile", f"{name}.ext",
+        )  # fmt: skip
+    return Certs(
+        d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key"
+    )
