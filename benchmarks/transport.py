@@ -6,6 +6,9 @@ Goals: at 1 MB and 4 MB the gRPC round trip is at most 2x the socket's; at 4 KB 
 is at most 1 ms. Each server runs in its own process on loopback, measured in the same run:
 
 * ``socket``: length-prefixed bytes echoed back on a TCP connection (the floor).
+Every path keeps one connection for all its round trips, after 20 warm-up trips, and the
+three paths take turns trip by trip so all see the same machine load.
+
 * ``grpc``: the edge node's client (``edge_node.client.CloudClient.infer``) sends a
   ModelInfer carrying the tensor as raw contents to a server built like the cloud node's
   (``protos.transport``, same limits and options; ModelInfer as spliced bytes, decoded by
@@ -107,23 +110,6 @@ def serve_grpc_bytes(port_file: Path) -> None:
     server.wait_for_termination()
 
 
-def time_grpc_bytes(port: int, nbytes: int, repeats: int) -> list[float]:
-    from protos import transport
-
-    transport.reuse_large_buffers()
-    payload = np.random.default_rng(0).bytes(nbytes)
-    channel = transport.build_channel(f"127.0.0.1:{port}")
-    echo = channel.unary_unary("/echo.Bytes/Echo")
-    samples = []
-    for i in range(repeats + 3):
-        start = time.perf_counter()
-        assert len(echo(payload, timeout=60)) == nbytes
-        if i >= 3:
-            samples.append(time.perf_counter() - start)
-    channel.close()
-    return samples
-
-
 def _start(mode: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port_file = Path(tempfile.mkdtemp()) / "port"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -146,45 +132,78 @@ def _start(mode: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[
 
 
 # --------------------------------------------------------------------- clients
+# Each client keeps one connection for all its round trips, as a real edge node keeps
+# its channel: a fresh HTTP/2 connection starts with a small flow-control window that
+# gRPC widens over the first transfers, which would measure connection set-up instead.
 
 
-def time_socket(port: int, nbytes: int, repeats: int) -> list[float]:
-    payload = np.random.default_rng(0).bytes(nbytes)
-    buffer = bytearray(nbytes + _HEADER.size)
-    samples = []
-    with socket.create_connection(("127.0.0.1", port)) as conn:
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for i in range(repeats + 3):
-            start = time.perf_counter()
-            conn.sendall(_HEADER.pack(nbytes))
-            conn.sendall(payload)
-            (n,) = _HEADER.unpack(_recv_exactly(conn, _HEADER.size, buffer))
-            echoed = _recv_exactly(conn, n, buffer)
-            elapsed = time.perf_counter() - start
-            assert len(echoed) == nbytes
-            if i >= 3:  # warm-up
-                samples.append(elapsed)
-    return samples
+class SocketClient:
+    def __init__(self, port: int, nbytes: int) -> None:
+        self.payload = np.random.default_rng(0).bytes(nbytes)
+        self.buffer = bytearray(nbytes + _HEADER.size)
+        self.conn = socket.create_connection(("127.0.0.1", port))
+        self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def once(self) -> None:
+        self.conn.sendall(_HEADER.pack(len(self.payload)))
+        self.conn.sendall(self.payload)
+        (n,) = _HEADER.unpack(_recv_exactly(self.conn, _HEADER.size, self.buffer))
+        assert len(_recv_exactly(self.conn, n, self.buffer)) == len(self.payload)
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-def time_grpc(port: int, nbytes: int, repeats: int, model: str = "echo") -> list[float]:
+class NodeClient:
     """Round trips through the edge node's client (edge_node.client.CloudClient.infer)."""
-    from edge_node.client import CloudClient
-    from protos import tensors
 
-    array = np.random.default_rng(0).standard_normal(nbytes // 4, dtype=np.float32)
-    if model != "echo":
-        array = array.reshape(1, -1)
-    samples = []
-    with CloudClient(f"127.0.0.1:{port}") as client:
-        for i in range(repeats + 3):
+    def __init__(self, port: int, nbytes: int, model: str = "echo") -> None:
+        from edge_node.client import CloudClient
+        from protos import tensors
+
+        array = np.random.default_rng(0).standard_normal(nbytes // 4, dtype=np.float32)
+        if model != "echo":
+            array = array.reshape(1, -1)
+        self.request = tensors.InferRequest(model, {"x": array})
+        self.nbytes = array.nbytes
+        self.client = CloudClient(f"127.0.0.1:{port}")
+
+    def once(self) -> None:
+        reply, _ = self.client.infer(self.request, timeout_s=60)
+        (out,) = reply.outputs.values()
+        assert out.nbytes == self.nbytes
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class BytesClient:
+    """The same bytes through a bare grpcio method: gRPC's own floor."""
+
+    def __init__(self, port: int, nbytes: int) -> None:
+        from protos import transport
+
+        transport.reuse_large_buffers()
+        self.payload = np.random.default_rng(0).bytes(nbytes)
+        self.channel = transport.build_channel(f"127.0.0.1:{port}")
+        self.echo = self.channel.unary_unary("/echo.Bytes/Echo")
+
+    def once(self) -> None:
+        assert len(self.echo(self.payload, timeout=60)) == len(self.payload)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def interleaved(clients: list, repeats: int, warmup: int = 20) -> list[list[float]]:
+    """Round-trip seconds per client, one round trip each in turn so all see the same load."""
+    samples: list[list[float]] = [[] for _ in clients]
+    for i in range(warmup + repeats):
+        for client, out in zip(clients, samples, strict=True):
             start = time.perf_counter()
-            reply, _ = client.infer(tensors.InferRequest(model, {"x": array}), timeout_s=60)
-            elapsed = time.perf_counter() - start
-            (out,) = reply.outputs.values()
-            assert out.nbytes == array.nbytes
-            if i >= 3:
-                samples.append(elapsed)
+            client.once()
+            if i >= warmup:
+                out.append(time.perf_counter() - start)
     return samples
 
 
@@ -234,25 +253,29 @@ def main() -> None:
         return
 
     rows = []
-    for label, nbytes in SIZES.items():
-        repeats = args.repeats or {"4 KB": 500, "1 MB": 100, "4 MB": 40}[label]
-        sock, sport = _start("socket")
-        grpc_proc, gport = _start("grpc")
-        bytes_proc, bport = _start("grpc-bytes")
-        try:
-            # Interleave them so all see the same machine load.
-            s_samples, g_samples, b_samples = [], [], []
-            for _ in range(5):
-                s_samples += time_socket(sport, nbytes, repeats // 5)
-                g_samples += time_grpc(gport, nbytes, repeats // 5)
-                b_samples += time_grpc_bytes(bport, nbytes, repeats // 5)
-        finally:
-            for proc in (sock, grpc_proc, bytes_proc):
-                proc.kill()
-                proc.wait()
-        rows.append((label, "socket echo", s_samples))
-        rows.append((label, "grpc (nodes' transport + serde)", g_samples))
-        rows.append((label, "grpc bytes echo (no protobuf)", b_samples))
+    sock, sport = _start("socket")
+    grpc_proc, gport = _start("grpc")
+    bytes_proc, bport = _start("grpc-bytes")
+    try:
+        for label, nbytes in SIZES.items():
+            repeats = args.repeats or {"4 KB": 1000, "1 MB": 300, "4 MB": 100}[label]
+            clients = [
+                SocketClient(sport, nbytes),
+                NodeClient(gport, nbytes),
+                BytesClient(bport, nbytes),
+            ]
+            try:
+                s_samples, g_samples, b_samples = interleaved(clients, repeats)
+            finally:
+                for client in clients:
+                    client.close()
+            rows.append((label, "socket echo", s_samples))
+            rows.append((label, "grpc (nodes' transport + serde)", g_samples))
+            rows.append((label, "grpc bytes echo (no protobuf)", b_samples))
+    finally:
+        for proc in (sock, grpc_proc, bytes_proc):
+            proc.kill()
+            proc.wait()
     if not args.no_node:
         with tempfile.TemporaryDirectory() as tmp:
             repo = identity_repository(Path(tmp))
@@ -260,14 +283,13 @@ def main() -> None:
             try:
                 for label, nbytes in SIZES.items():
                     name = "id_" + label.replace(" ", "").lower()
-                    repeats = args.repeats or {"4 KB": 300, "1 MB": 60, "4 MB": 20}[label]
-                    rows.append(
-                        (
-                            label,
-                            "cloud node (identity tail)",
-                            time_grpc(nport, nbytes, repeats, name),
-                        )
-                    )
+                    repeats = args.repeats or {"4 KB": 300, "1 MB": 100, "4 MB": 40}[label]
+                    client = NodeClient(nport, nbytes, name)
+                    try:
+                        (samples,) = interleaved([client], repeats)
+                    finally:
+                        client.close()
+                    rows.append((label, "cloud node (identity tail)", samples))
             finally:
                 node.terminate()
                 node.wait()

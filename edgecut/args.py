@@ -64,7 +64,10 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objective", default="latency", choices=["latency", "energy", "throughput"])
     p.add_argument("--solver", default="auto", choices=["auto", "chain", "mincut", "exhaustive"])
     p.add_argument(
-        "--codec", default="none", help="feature codec for crossing tensors (none, fp16, int8)"
+        "--codec",
+        default="none",
+        help="feature codec for crossing tensors: none, fp16, int8, or with a lossless stage "
+        "such as int8+zstd (default none)",
     )
     p.add_argument("--edge-dtype", help="compute dtype on the edge (device default, e.g. int8)")
 

@@ -8,7 +8,9 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -37,7 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_library_warnings() -> None:
+    """Hide deprecation notices raised inside torch and friends (not actionable by a user).
+
+    Set PYTHONWARNINGS to see them again.
+    """
+    if not os.environ.get("PYTHONWARNINGS"):
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_library_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -135,7 +135,7 @@ class Plan:
             raise EdgecutError(f"not a plan: missing or malformed field {exc}") from None
 
 
-def _plan_for(
+def plan_for_cut(
     cost: CostModel,
     edge_nodes: frozenset[str],
     *,
@@ -145,6 +145,7 @@ def _plan_for(
     solve_ms: float,
     input_shape: tuple[int, ...],
 ) -> Plan:
+    """The plan of a given cut (``edge_nodes``), priced by ``cost`` at ``bandwidth_mbps``."""
     graph = cost.graph
     prediction = cost.predict(edge_nodes, bandwidth_mbps)
     ordered = tuple(n.name for n in graph.nodes if n.name in edge_nodes)
@@ -183,7 +184,7 @@ def make_plan(
 ) -> Plan:
     bw = cost.network.uplink_mbps if bandwidth_mbps is None else bandwidth_mbps
     solution = solve(cost, objective, solver, bw)
-    return _plan_for(
+    return plan_for_cut(
         cost,
         solution.edge_nodes,
         solver=solution.solver,
@@ -221,7 +222,7 @@ def evaluate_cut(
     make_problem(cost, objective, bw)  # validates objective and bandwidth
     solve_ms = (time.perf_counter() - start) * 1e3
     assert graph.is_closed(edge) and mask_of(graph, edge).any()
-    return _plan_for(
+    return plan_for_cut(
         cost,
         edge,
         solver="fixed",

@@ -256,7 +256,7 @@ def build_repository(
     ``default_bandwidth_mbps`` (the nearest cloud cut when that band is edge-only).
     """
     from partitioner.artifact import write_split
-    from partitioner.plan import _plan_for
+    from partitioner.plan import plan_for_cut
 
     graph = planner.graph
     cost = planner.cost
@@ -273,7 +273,7 @@ def build_repository(
     input_shape = planner.loaded.input_shape
 
     def plan_for(edge: frozenset[str], bandwidth_mbps: float) -> Plan:
-        return _plan_for(
+        return plan_for_cut(
             cost,
             edge,
             solver="table",

@@ -1,9 +1,13 @@
 """``edgecut demo``: the whole path on one machine, with defaults.
 
 Plan a zoo model for a network preset, build a model repository from its breakpoint table,
-start a cloud node on a free loopback port (a separate process), stream frames through an
-edge node over an emulated uplink of the preset's rate and round trip, print predicted vs
-measured latency, and stop everything.
+quantize the served head to int8, start a cloud node on a free loopback port (a separate
+process), stream frames through an edge node over an emulated uplink of the preset's rate
+and round trip, print predicted vs measured latency, and stop everything.
+
+The defaults (mobilenet_v2 from a Raspberry Pi 4 over Wi-Fi to an x86 server, int8 on
+the cut) are a case where splitting wins: the planner cuts after ``features.4.conv.2``
+at 53 ms per frame, against 84 ms edge-only and 78 ms cloud-only.
 """
 
 from __future__ import annotations
@@ -18,10 +22,13 @@ from edgecut.commands.cloud import positive_int, quiet_openmp
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="plan, split, serve and stream a zoo model end to end")
-    p.add_argument("--model", default="resnet18", help="zoo model (default resnet18)")
+    p.add_argument("--model", default="mobilenet_v2", help="zoo model (default mobilenet_v2)")
     p.add_argument("--edge", default="rpi4", help="edge preset (default rpi4)")
     p.add_argument("--cloud", default="x86-server", help="cloud preset (default x86-server)")
-    p.add_argument("--network", default="5g", help="network preset to plan for (default 5g)")
+    p.add_argument("--network", default="wifi", help="network preset to plan for (default wifi)")
+    p.add_argument(
+        "--no-int8", action="store_true", help="serve the float head instead of an int8 one"
+    )
     p.add_argument("--codec", default="int8", help="feature codec on the cut (default int8)")
     p.add_argument("--frames", type=positive_int, default=100, help="frames to stream (100)")
     p.add_argument("--fps", type=positive_float, help="pace the frames (default: unpaced)")
@@ -112,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
 
             print_model(entry)
         version = entry.default_version
+        compression = None
+        if version and not args.no_int8:
+            compression = _int8_head(planner, entry, version, network, args.model)
+            if compression and not args.json:
+                _print_compression(out, compression, args.edge)
         note = ""
         if plan.is_edge_only:
             note = (
@@ -159,10 +171,81 @@ def run(args: argparse.Namespace) -> int:
     }
     rows = _comparison(served, summary, network, emulated=not args.no_emulate)
     if args.json:
-        print_json({"plan": served, "summary": summary, "comparison": rows, "note": note})
+        print_json(
+            {
+                "plan": served,
+                "summary": summary,
+                "comparison": rows,
+                "note": note,
+                "compression": compression,
+            }
+        )
     else:
         _print(out, args, served, summary, rows, note, network, time.monotonic() - started)
     return 0 if summary["error_frames"] == 0 and summary["cloud_frames"] > 0 else 1
+
+
+def _int8_head(
+    planner: Any, entry: Any, version: str, network: Any, model_spec: str
+) -> dict[str, Any] | None:
+    """Quantize the served version's head to int8 in place (the tail stays byte for byte)."""
+    import shutil
+    import tempfile
+
+    from partitioner.artifact import read_manifest
+    from partitioner.compress import config_from_dict
+    from partitioner.compress.compressor import compress
+    from partitioner.cost import CostModel
+    from partitioner.plan import Plan
+
+    version_dir = entry.version_dir(version)
+    manifest = read_manifest(version_dir)
+    if manifest.get("cloud_only"):
+        return None  # the head is an identity: nothing runs on the edge to quantize
+    plan = Plan.from_json(manifest["plan"])
+    # Few samples: the demo's zoo weights are random, so calibration only needs the ranges.
+    config = config_from_dict(
+        {"method": "int8", "train_samples": 32, "eval_samples": 32, "timing_repeats": 5},
+        source="edgecut demo",
+    )
+    with tempfile.TemporaryDirectory(dir=entry.path) as tmp:
+        report = compress(
+            planner.captured,
+            plan,
+            config,
+            Path(tmp) / "int8",
+            model_spec=model_spec,
+            model=planner.loaded.module,
+            baseline=version_dir,
+        )
+        shutil.rmtree(version_dir)
+        shutil.move(str(Path(tmp) / "int8"), version_dir)
+    cost = planner.cost
+    edge_nodes = frozenset(plan.edge_nodes)
+    result = {**report.to_json(), "version": version}
+    result["predicted_head_ms_float"] = cost.predict(edge_nodes, network.uplink_mbps).edge_ms
+    if "int8" in cost.edge.peak_gflops:
+        int8 = CostModel(
+            cost.graph, cost.edge, cost.cloud, cost.network, cost.codec, edge_dtype="int8"
+        )
+        result["predicted_head_ms_int8"] = int8.predict(edge_nodes, network.uplink_mbps).edge_ms
+    return result
+
+
+def _print_compression(out: Any, c: dict[str, Any], edge: str) -> None:
+    predicted = (
+        f"; predicted on {edge}: {c['predicted_head_ms_float']:.1f} -> "
+        f"{c['predicted_head_ms_int8']:.1f} ms"
+        if "predicted_head_ms_int8" in c
+        else ""
+    )
+    out.print(
+        f"Head of version {c['version']} quantized to int8 ({c['runtime']}): tensors "
+        f"{c['head_param_bytes_before']:,} -> {c['head_param_bytes_after']:,} B; head on this "
+        f"host {c['head_ms_before']:.1f} -> {c['head_ms_after']:.1f} ms{predicted}; top-1 "
+        f"agreement with the float model on {c['data']['test']} synthetic frames "
+        f"{c['accuracy_after']:.0f}% (random weights: a smoke check, not an accuracy)."
+    )
 
 
 def _comparison(
