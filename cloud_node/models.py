@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from partitioner.artifact import ManifestTensors
 from partitioner.errors import EdgecutError
-from partitioner.plan import TensorSpec
 from partitioner.repository import RepositoryModel, scan_repository
 
 READY, LOADING, UNAVAILABLE, FAILED = "READY", "LOADING", "UNAVAILABLE", "FAILED"
@@ -34,7 +34,7 @@ class Unavailable(EdgecutError):
 
 
 @dataclass(eq=False)
-class Tail:
+class Tail(ManifestTensors):
     """One version of a model: its manifest, what crosses, and the loaded tail module."""
 
     model: str
@@ -46,14 +46,6 @@ class Tail:
     reason: str = ""
     module: Any = None  # torch.nn.Module once loaded
     deployed_at: float = field(default_factory=time.time)
-
-    @property
-    def crossing(self) -> list[TensorSpec]:
-        return [TensorSpec.from_json(t) for t in self.manifest["crossing"]]
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec.from_json(t) for t in self.manifest["outputs"]]
 
     @property
     def max_batch(self) -> int:

@@ -15,27 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from partitioner.artifact import ManifestTensors
 from partitioner.errors import EdgecutError
-from partitioner.plan import TensorSpec
 from partitioner.repository import RepositoryModel
 
 
 @dataclass
-class Head:
+class Head(ManifestTensors):
     """One loaded half: ``run`` maps a frame batch to its outputs (manifest order)."""
 
     version: str  # the cut's version, or "local" for the whole model
     path: Path
     manifest: dict[str, Any]
     module: Any  # torch.nn.Module
-
-    @property
-    def crossing(self) -> list[TensorSpec]:
-        return [TensorSpec.from_json(t) for t in self.manifest["crossing"]]
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec.from_json(t) for t in self.manifest["outputs"]]
 
     @property
     def sha256(self) -> str:

@@ -16,6 +16,26 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, got {value}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -37,6 +57,24 @@ def bandwidth_range(text: str) -> tuple[float, float]:
     if not sep or not (0 < low < high):
         raise argparse.ArgumentTypeError(f"expected LO:HI with 0 < LO < HI, got {text!r}")
     return low, high
+
+
+def read_plan_json(path: str) -> dict[str, Any]:
+    """The JSON object of a plan file (``edgecut plan --out``), with one-line errors."""
+    import json
+    from pathlib import Path
+
+    from partitioner.errors import EdgecutError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise EdgecutError(f"--plan {path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EdgecutError(f"--plan {path}: not a readable JSON plan: {exc}") from None
+    if not isinstance(data, dict):
+        raise EdgecutError(f"--plan {path}: expected a JSON object from `edgecut plan --json`")
+    return data
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

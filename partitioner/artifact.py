@@ -47,15 +47,10 @@ class ArtifactError(EdgecutError):
     """A split artifact that is missing, altered, or not in the expected format."""
 
 
-@dataclass
-class SplitArtifact:
-    """A loaded split: runnable halves plus the manifest that describes them."""
+class ManifestTensors:
+    """The tensor specs a split's manifest lists, for any class holding ``self.manifest``."""
 
-    path: Path
     manifest: dict[str, Any]
-    head: nn.Module
-    tail: nn.Module | None
-    runtime: dict[str, str] = field(default_factory=dict)  # file -> what its runtime did
 
     @property
     def crossing(self) -> list[TensorSpec]:
@@ -64,6 +59,17 @@ class SplitArtifact:
     @property
     def outputs(self) -> list[TensorSpec]:
         return [TensorSpec.from_json(t) for t in self.manifest["outputs"]]
+
+
+@dataclass
+class SplitArtifact(ManifestTensors):
+    """A loaded split: runnable halves plus the manifest that describes them."""
+
+    path: Path
+    manifest: dict[str, Any]
+    head: nn.Module
+    tail: nn.Module | None
+    runtime: dict[str, str] = field(default_factory=dict)  # file -> what its runtime did
 
     @property
     def plan(self) -> Plan:

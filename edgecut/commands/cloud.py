@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from edgecut.args import non_negative_float
+from edgecut.args import non_negative_float, port_number, positive_int
 
 
 def default_threads() -> int:
@@ -17,26 +17,6 @@ def quiet_openmp() -> None:
     """Idle OpenMP threads sleep instead of spinning (a spinning pool on a busy host is ~50x
     slower); must happen before torch is imported, so every node command calls it first."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def read_token_file(path: str) -> tuple[str, ...]:

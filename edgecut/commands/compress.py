@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
-from edgecut.args import add_model_args
+from edgecut.args import add_model_args, positive_int, read_plan_json
 
 METHODS = "int8|prune|lowrank|distill|mixed"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,20 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _read_plan(path: str) -> dict[str, Any]:
-    from partitioner.errors import EdgecutError
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise EdgecutError(f"--plan {path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgecutError(f"--plan {path}: not a readable JSON plan: {exc}") from None
-    if not isinstance(data, dict):
-        raise EdgecutError(f"--plan {path}: expected a JSON object from `edgecut plan --json`")
-    return data
-
-
 def run(args: argparse.Namespace) -> int:
     import warnings
 
@@ -88,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             f"--cut-after NODE; got {'both' if args.plan else 'neither'}"
         )
     config = load_config(args.config) if args.config else CompressConfig()
-    plan_data = _read_plan(args.plan) if args.plan else {}
+    plan_data = read_plan_json(args.plan) if args.plan else {}
     chosen = plan_data.get("compression") or {}
     method = args.method or config.method or chosen.get("method")
     if not method:

@@ -16,8 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edgecut.args import positive_float
-from edgecut.commands.cloud import positive_int, quiet_openmp
+from edgecut.args import positive_float, positive_int
+from edgecut.commands.cloud import quiet_openmp
 
 
 def register(sub: argparse._SubParsersAction) -> None:

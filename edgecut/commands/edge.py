@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import non_negative_float, positive_float
-from edgecut.commands.cloud import default_threads, positive_int, quiet_openmp, read_token_file
+from edgecut.args import non_negative_float, positive_float, positive_int
+from edgecut.commands.cloud import default_threads, quiet_openmp, read_token_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from edgecut.args import add_plan_args
+from edgecut.args import add_plan_args, read_plan_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,18 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_plan_file(path: str):
-    from partitioner.errors import EdgecutError
     from partitioner.plan import Plan
 
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise EdgecutError(f"--plan {path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgecutError(f"--plan {path}: not a readable JSON plan: {exc}") from None
-    if not isinstance(data, dict):
-        raise EdgecutError(f"--plan {path}: expected a JSON object from `edgecut plan --json`")
-    return Plan.from_json(data)
+    return Plan.from_json(read_plan_json(path))
 
 
 def run(args: argparse.Namespace) -> int:
