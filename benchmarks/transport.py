@@ -7,7 +7,8 @@ is at most 1 ms. Each server runs in its own process on loopback, measured in th
 
 * ``socket``: length-prefixed bytes echoed back on a TCP connection (the floor).
 Every path keeps one connection for all its round trips, after 20 warm-up trips, and the
-three paths take turns trip by trip so all see the same machine load.
+three paths take turns in blocks of 25 trips (the first 5 of each dropped) so all see the
+same machine load.
 
 * ``grpc``: the edge node's client (``edge_node.client.CloudClient.infer``) sends a
   ModelInfer carrying the tensor as raw contents to a server built like the cloud node's
@@ -195,15 +196,27 @@ class BytesClient:
         self.channel.close()
 
 
-def interleaved(clients: list, repeats: int, warmup: int = 20) -> list[list[float]]:
-    """Round-trip seconds per client, one round trip each in turn so all see the same load."""
-    samples: list[list[float]] = [[] for _ in clients]
-    for i in range(warmup + repeats):
-        for client, out in zip(clients, samples, strict=True):
-            start = time.perf_counter()
+def interleaved(
+    clients: list, repeats: int, warmup: int = 20, block: int = 25, block_warmup: int = 5
+) -> list[list[float]]:
+    """Round-trip seconds per client, taking turns block by block.
+
+    Turns share the run's machine load between the paths. A turn is a block of trips,
+    not a single trip: an edge node streams to one server, and alternating processes on
+    every trip would measure two cores waking three servers from sleep in turn. The
+    first trips of each block are discarded as that block's warm-up.
+    """
+    for client in clients:
+        for _ in range(warmup):
             client.once()
-            if i >= warmup:
-                out.append(time.perf_counter() - start)
+    samples: list[list[float]] = [[] for _ in clients]
+    while len(samples[0]) < repeats:
+        for client, out in zip(clients, samples, strict=True):
+            for i in range(block):
+                start = time.perf_counter()
+                client.once()
+                if i >= block_warmup:
+                    out.append(time.perf_counter() - start)
     return samples
 
 
