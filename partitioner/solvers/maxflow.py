@@ -1,10 +1,11 @@
 """Maximum flow / minimum s-t cut on a network with real-valued capacities (Dinic).
 
-scipy's max-flow takes integer capacities only, which would round the costs;
-networkx takes floats but is slow at thousands of nodes. So Dinic's algorithm is
-written here over flat arrays and compiled with numba (``cache=True``: compiled
-once per machine). Capacities are floats, ``math.inf`` allowed; the source side
-of the minimum cut is what the residual network still reaches from the source.
+scipy's max-flow takes integer capacities only, which would round the costs. So
+Dinic's algorithm is written here over flat arrays and compiled with numba
+(``cache=True``: compiled once per machine); the same algorithm in plain Python took
+17-22 ms on googlenet's network, compiled it takes about 2 ms. Capacities are floats,
+``math.inf`` allowed; the source side of the minimum cut is what the residual network
+still reaches from the source.
 """
 
 from __future__ import annotations
