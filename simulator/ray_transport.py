@@ -35,6 +35,32 @@ from simulator.site import CloudSite, SiteResult
 LOCAL_OBJECT_STORE_BYTES = 2 * 1024**3
 
 
+def init_local(attempts: int = 2, **options: Any) -> None:
+    """``ray.init(**options)`` for a local Ray, started again if its first start fails.
+
+    On a busy machine a new local Ray now and then never sees its raylet register within
+    Ray's fixed 30 s grace period (seen once in CI: the raylet wrote no log at all, and
+    the next start a minute later took 2 s). Ray then raises a bare ``Exception``; we
+    shut the half-started node down and start afresh, up to ``attempts`` times.
+    """
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(**options)
+            return
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == attempts:
+                raise
+            logging.getLogger(__name__).warning(
+                "local Ray did not start (%s); starting it again (%d of %d)",
+                exc,
+                attempt + 1,
+                attempts,
+            )
+            ray.shutdown()
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[Any]:
     """A connected Ray: the caller's, a cluster at ``address``, or a local one we stop."""
@@ -55,7 +81,10 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     else:
         options["address"] = address
     try:
-        ray.init(**options)
+        if address is None:
+            init_local(**options)
+        else:
+            ray.init(**options)
     except ConnectionError as exc:
         from partitioner.errors import EdgecutError
 

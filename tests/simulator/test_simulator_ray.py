@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def ray_cluster() -> Any:
     import ray
 
-    ray.init(
+    ray_transport.init_local(
         num_cpus=2,
         include_dashboard=False,
         object_store_memory=256 * 1024**2,
@@ -200,3 +200,27 @@ def test_only_the_adapter_imports_ray() -> None:
             if any(n == "ray" or n.startswith("ray.") for n in names):
                 importers.append(str(path.relative_to(ROOT)))
     assert sorted(set(importers)) == ["simulator/ray_transport.py"]
+
+
+def test_a_local_ray_that_times_out_at_startup_is_started_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    calls: list[str] = []
+
+    def init(**options: Any) -> None:
+        calls.append("init")
+        if calls.count("init") == 1:
+            raise Exception("The current node timed out during startup. ...")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    ray_transport.init_local(num_cpus=1)
+    assert calls == ["init", "shutdown", "init"]
+
+    calls.clear()
+    monkeypatch.setattr(ray, "init", lambda **o: calls.append("init") or 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # any other failure is not retried
+        ray_transport.init_local(num_cpus=1)
+    assert calls == ["init"]
