@@ -8,7 +8,10 @@ is at most 1 ms. Each server runs in its own process on loopback, measured in th
 * ``socket``: length-prefixed bytes echoed back on a TCP connection (the floor).
 Every path keeps one connection for all its round trips, after 20 warm-up trips, and the
 three paths take turns in blocks of 25 trips (the first 5 of each dropped) so all see the
-same machine load.
+same machine load. Edge and cloud are two machines in a deployment; here they share
+one, so by default the clients run on the first CPU and every server on the last one
+(``--no-pin`` lets the scheduler place them, and then the client and server threads of
+one gRPC call compete for the same cores).
 
 * ``grpc``: the edge node's client (``edge_node.client.CloudClient.infer``) sends a
   ModelInfer carrying the tensor as raw contents to a server built like the cloud node's
@@ -111,6 +114,18 @@ def serve_grpc_bytes(port_file: Path) -> None:
     server.wait_for_termination()
 
 
+# CPUs for the clients (this process) and for the servers; None: the scheduler's choice.
+_CLIENT_CPUS: set[int] | None = None
+_SERVER_CPUS: set[int] | None = None
+
+
+def _pin(client_cpus: set[int], server_cpus: set[int]) -> None:
+    """Run this process on ``client_cpus`` and servers started after this on the others."""
+    global _CLIENT_CPUS, _SERVER_CPUS
+    _CLIENT_CPUS, _SERVER_CPUS = client_cpus, server_cpus
+    os.sched_setaffinity(0, client_cpus)  # threads started later (gRPC's) inherit it
+
+
 def _start(mode: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
     port_file = Path(tempfile.mkdtemp()) / "port"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -122,7 +137,10 @@ def _start(mode: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[
         ]  # fmt: skip
     else:
         cmd = [sys.executable, __file__, "--serve", mode, str(port_file)]
-    proc = subprocess.Popen(cmd, env=env)
+    cpus = _SERVER_CPUS
+    proc = subprocess.Popen(
+        cmd, env=env, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    )
     deadline = time.monotonic() + 120
     while not port_file.exists() or not port_file.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -258,6 +276,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=0, help="round trips per size (auto)")
     parser.add_argument("--no-node", action="store_true", help="skip the cloud node row")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not keep clients and servers on separate CPUs"
+    )
     parser.add_argument("--serve", nargs=2, metavar=("MODE", "PORT_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -265,6 +286,10 @@ def main() -> None:
         servers[args.serve[0]](Path(args.serve[1]))
         return
 
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pinned = not args.no_pin and len(cpus) >= 2
+    if pinned:
+        _pin({cpus[0]}, {cpus[-1]})
     rows = []
     sock, sport = _start("socket")
     grpc_proc, gport = _start("grpc")
@@ -318,7 +343,11 @@ def main() -> None:
             ok = p50 <= 1.0 if label == "4 KB" else ratio <= 2.0
             goal += " ok" if ok else " MISSED"
         print(f"{label:<7}{path:<34}{p50:>9.3f}{_ms(samples, 90):>9.3f}{ratio:>14.2f}x{goal:>22}")
-    print(f"({len(rows[0][2])}+ round trips per row; loopback; {os.cpu_count()} cores, shared)")
+    where = f"clients on CPU {cpus[0]}, servers on CPU {cpus[-1]}" if pinned else "not pinned"
+    print(
+        f"({len(rows[0][2])}+ round trips per row; loopback; {os.cpu_count()} cores, shared; "
+        f"{where})"
+    )
 
 
 if __name__ == "__main__":
