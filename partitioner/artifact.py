@@ -36,6 +36,7 @@ from torch import nn
 from partitioner.errors import EdgecutError
 from partitioner.graph import MAX_BATCH, CapturedModel
 from partitioner.plan import Plan, TensorSpec
+from partitioner.repository import write_json_atomic
 from partitioner.split import Halves, placeholder_name, split_module
 
 FORMAT = "edgecut-split"
@@ -111,9 +112,10 @@ def _spec(name: str, tensor: torch.Tensor) -> dict[str, Any]:
     }
 
 
-def _export_half(
+def export_half(
     module: nn.Module, args: tuple[torch.Tensor, ...], dynamic: bool, path: Path
 ) -> None:
+    """Save ``module`` at ``path`` as a ``.pt2`` archive, batch dimension dynamic or not."""
     from torch.export import Dim, export
 
     batch = Dim("batch", min=1, max=MAX_BATCH)
@@ -123,7 +125,8 @@ def _export_half(
             exported = export(module, args, dynamic_shapes=shapes, strict=False)
     except Exception as exc:
         raise EdgecutError(
-            f"could not export {path.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            f"could not export {path.name}: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0][:300]}"
         ) from exc
     exported.example_inputs = None  # the archive then carries no pickled sample inputs
     tmp = path.with_name(path.stem + ".tmp.pt2")
@@ -155,10 +158,10 @@ def write_split(
         outputs = tuple(halves.tail(*mid)) if halves.tail is not None else mid
     dynamic = captured.dynamic_batch
     files: dict[str, dict[str, Any]] = {}
-    _export_half(halves.head, (example,), dynamic, out / "head.pt2")
+    export_half(halves.head, (example,), dynamic, out / "head.pt2")
     files["head.pt2"] = {}
     if halves.tail is not None:
-        _export_half(halves.tail, mid, dynamic, out / "tail.pt2")
+        export_half(halves.tail, mid, dynamic, out / "tail.pt2")
         files["tail.pt2"] = {}
     elif (out / "tail.pt2").exists():
         (out / "tail.pt2").unlink()
@@ -187,9 +190,7 @@ def write_split(
         "torch_version": torch.__version__.split("+")[0],
         **(extra or {}),
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    write_json_atomic(out / MANIFEST, manifest)
     return out
 
 

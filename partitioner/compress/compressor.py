@@ -12,8 +12,6 @@ the cut; FLOPs; tensor bytes; milliseconds on this host.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import tempfile
 import time
@@ -27,6 +25,7 @@ from torch import nn
 from partitioner.artifact import (
     MANIFEST,
     SplitArtifact,
+    export_half,
     load_split,
     read_manifest,
     sha256_file,
@@ -40,8 +39,9 @@ from partitioner.compress.head import Context, Head, Progress, frozen
 from partitioner.compress.modules import modularize
 from partitioner.compress.registry import get_method
 from partitioner.errors import EdgecutError
-from partitioner.graph import MAX_BATCH, CapturedModel
+from partitioner.graph import CapturedModel
 from partitioner.plan import Plan
+from partitioner.repository import write_json_atomic
 from partitioner.split import Halves, split_module
 
 
@@ -130,32 +130,6 @@ def run_method(method_name: str, config: CompressConfig, head: Head, ctx: Contex
         return method.apply(head, ctx, config.for_method(method_name))
 
 
-def export_head(module: nn.Module, example: torch.Tensor, dynamic: bool, path: Path) -> None:
-    """Save ``module`` as a ``.pt2`` head the way :func:`write_split` saves halves."""
-    from torch.export import Dim, export
-
-    shapes = ({0: Dim("batch", min=1, max=MAX_BATCH)},) if dynamic else None
-    args = (example if dynamic else example[:1],)
-    try:
-        with torch.no_grad():
-            exported = export(module, args, dynamic_shapes=shapes, strict=False)
-    except Exception as exc:
-        raise EdgecutError(
-            f"could not export the compressed head: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"
-        ) from exc
-    exported.example_inputs = None  # no pickled sample inputs in the archive
-    tmp = path.with_name(path.stem + ".tmp.pt2")
-    torch.export.save(exported, tmp)
-    os.replace(tmp, path)
-
-
-def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / MANIFEST)
-
-
 def _check_baseline(baseline: Path, plan: Plan) -> None:
     manifest = read_manifest(baseline)
     if list(manifest["plan"]["edge_nodes"]) != list(plan.edge_nodes):
@@ -175,7 +149,8 @@ def write_compressed(
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() == baseline.resolve():
         raise EdgecutError(f"--out {out} is the baseline artifact itself; choose another directory")
-    export_head(head.module, example, bool(manifest.get("dynamic_batch")), out / "head.pt2")
+    dynamic = bool(manifest.get("dynamic_batch"))
+    export_half(head.module, (example if dynamic else example[:1],), dynamic, out / "head.pt2")
     files = dict(manifest["files"])
     files["head.pt2"] = {
         "sha256": sha256_file(out / "head.pt2"),
@@ -193,7 +168,7 @@ def write_compressed(
         runtime["head.pt2"] = head.runtime
     manifest["runtime"] = runtime
     manifest["compression"] = info
-    _write_manifest(out, manifest)
+    write_json_atomic(out / MANIFEST, manifest)
 
 
 def compress(
@@ -284,7 +259,7 @@ def compress(
     report.extra["seconds"] = round(time.perf_counter() - started, 2)
     manifest = read_manifest(out)
     manifest["compression"] = {**manifest["compression"], "report": report.to_json()}
-    _write_manifest(out, manifest)
+    write_json_atomic(out / MANIFEST, manifest)
     return report
 
 
