@@ -36,6 +36,7 @@ from torch import nn
 from partitioner.errors import EdgecutError
 from partitioner.graph import MAX_BATCH, CapturedModel
 from partitioner.plan import Plan, TensorSpec
+from partitioner.registry import Registry
 from partitioner.repository import write_json_atomic
 from partitioner.split import Halves, placeholder_name, split_module
 
@@ -262,28 +263,23 @@ class Runtime:
     prepare: Callable[[nn.Module, tuple[torch.Tensor, ...]], tuple[nn.Module, str]]
 
 
-_RUNTIMES: dict[str, Runtime] = {}
-# Modules that register runtimes, imported the first time a manifest names an unknown one.
-_RUNTIME_PROVIDERS = ("partitioner.compress.runtime",)
+def _import_runtime_providers() -> None:
+    # Modules that register more runtimes; imported the first time a manifest names a
+    # runtime not registered yet, so loading a plain split never imports them.
+    importlib.import_module("partitioner.compress.runtime")
+
+
+_RUNTIMES: Registry[Runtime] = Registry(
+    "runtime", error=ArtifactError, load=_import_runtime_providers
+)
 
 
 def register_runtime(runtime: Runtime) -> Runtime:
-    if runtime.name in _RUNTIMES:
-        raise ValueError(f"runtime {runtime.name!r} registered twice")
-    _RUNTIMES[runtime.name] = runtime
-    return runtime
+    return _RUNTIMES.add(runtime.name, runtime)
 
 
 def get_runtime(name: str) -> Runtime:
-    if name not in _RUNTIMES:
-        for provider in _RUNTIME_PROVIDERS:
-            importlib.import_module(provider)
-    if name not in _RUNTIMES:
-        raise ArtifactError(
-            f"unknown runtime {name!r} in the manifest: this edgecut knows "
-            f"{', '.join(sorted(_RUNTIMES)) or 'none'}"
-        )
-    return _RUNTIMES[name]
+    return _RUNTIMES.lookup(name)
 
 
 def _example(root: Path, specs: list[dict[str, Any]], batch: int) -> tuple[torch.Tensor, ...]:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from partitioner.errors import EdgecutError, unknown_name
+from partitioner.errors import EdgecutError
+from partitioner.registry import Registry
 
 
 class CodecError(EdgecutError):
@@ -76,25 +77,19 @@ class Codec:
         return self.decode_passes * raw_bytes / (mem_bandwidth_gbps * 1e6)
 
 
-_CODECS: dict[str, Codec] = {}
+_CODECS: Registry[Codec] = Registry("codec")
 
 
 def register_codec(codec: Codec) -> Codec:
-    if codec.name in _CODECS:
-        raise ValueError(f"codec {codec.name!r} registered twice")
-    _CODECS[codec.name] = codec
-    return codec
+    return _CODECS.add(codec.name, codec)
 
 
 def get_codec(name: str) -> Codec:
-    try:
-        return _CODECS[name]
-    except KeyError:
-        raise unknown_name("codec", name, sorted(_CODECS)) from None
+    return _CODECS.lookup(name)
 
 
 def list_codecs() -> list[Codec]:
-    return [_CODECS[k] for k in sorted(_CODECS)]
+    return _CODECS.sorted_items()
 
 
 def _raw_encode(codec: str, wire: str) -> Callable[[np.ndarray], EncodedTensor]:

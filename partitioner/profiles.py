@@ -17,9 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from partitioner.errors import EdgecutError, unknown_name
+from partitioner.errors import EdgecutError
 from partitioner.graph import Graph, Node
 from partitioner.ops import OP_CLASSES
+from partitioner.registry import Registry
 
 # Compute dtypes a profile can price. Bytes moved scale with the element size.
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
@@ -117,26 +118,20 @@ class DeviceProfile:
         )
 
 
-_DEVICES: dict[str, DeviceProfile] = {}
+_DEVICES: Registry[DeviceProfile] = Registry("device")
 
 
 def register_device(profile: DeviceProfile) -> DeviceProfile:
-    if profile.name in _DEVICES:
-        raise ValueError(f"device {profile.name!r} registered twice")
-    _DEVICES[profile.name] = profile
-    return profile
+    return _DEVICES.add(profile.name, profile)
 
 
 def list_devices() -> list[DeviceProfile]:
-    return sorted(_DEVICES.values(), key=lambda d: d.name)
+    return _DEVICES.sorted_items()
 
 
 def get_device(name: str) -> DeviceProfile:
     """A registered preset by name (``host`` is a placeholder until measured)."""
-    try:
-        return _DEVICES[name]
-    except KeyError:
-        raise unknown_name("device", name, sorted(_DEVICES)) from None
+    return _DEVICES.lookup(name)
 
 
 # Relative efficiencies of op classes on CPUs running PyTorch eager: dense conv and

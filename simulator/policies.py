@@ -23,6 +23,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from partitioner.registry import Registry
+
 if TYPE_CHECKING:
     from simulator.cuts import GroupModel
     from simulator.scenario import PolicyConfig
@@ -67,23 +69,16 @@ class Policy:
         return np.zeros(frames.t_s.shape[0], dtype=np.int16)
 
 
-POLICIES: dict[str, Policy] = {}
+POLICIES: Registry[Policy] = Registry("policy")
 
 
 def register_policy(cls: type[Policy]) -> type[Policy]:
-    if cls.name in POLICIES:
-        raise ValueError(f"policy {cls.name!r} registered twice")
-    POLICIES[cls.name] = cls()
+    POLICIES.add(cls.name, cls())
     return cls
 
 
 def get_policy(name: str) -> Policy:
-    from partitioner.errors import unknown_name
-
-    try:
-        return POLICIES[name]
-    except KeyError:
-        raise unknown_name("policy", name, list(POLICIES)) from None
+    return POLICIES.lookup(name)
 
 
 @register_policy

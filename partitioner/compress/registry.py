@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from partitioner.errors import unknown_name
+from partitioner.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,30 +26,22 @@ class Method:
     terminal: bool = False  # its head cannot be compressed further (an int8 graph)
 
 
-_METHODS: dict[str, Method] = {}
-
-
-def register_method(method: Method) -> Method:
-    if method.name in _METHODS:
-        raise ValueError(f"compression method {method.name!r} registered twice")
-    _METHODS[method.name] = method
-    return method
-
-
-def get_method(name: str) -> Method:
-    _load_builtins()
-    try:
-        return _METHODS[name]
-    except (KeyError, TypeError):
-        raise unknown_name("compression method", str(name), sorted(_METHODS)) from None
-
-
-def list_methods() -> list[Method]:
-    _load_builtins()
-    return [_METHODS[k] for k in sorted(_METHODS)]
-
-
 def _load_builtins() -> None:
     # The built-in methods register themselves on import; torchao and torch-pruning
     # are imported only when a method runs.
     from partitioner.compress import distill, lowrank, pipeline, prune, quantize  # noqa: F401
+
+
+_METHODS: Registry[Method] = Registry("compression method", load=_load_builtins)
+
+
+def register_method(method: Method) -> Method:
+    return _METHODS.add(method.name, method)
+
+
+def get_method(name: str) -> Method:
+    return _METHODS.lookup(name)
+
+
+def list_methods() -> list[Method]:
+    return _METHODS.sorted_items()

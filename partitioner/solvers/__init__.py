@@ -19,6 +19,7 @@ import numpy as np
 from partitioner.cost import OBJECTIVES, CostModel, LinearCost, StageCosts
 from partitioner.errors import EdgecutError, unknown_name
 from partitioner.graph import Graph
+from partitioner.registry import Registry
 
 
 class SolverError(EdgecutError):
@@ -49,30 +50,23 @@ class Solution:
 
 
 SolverFn = Callable[[CutProblem], frozenset[str]]
-_SOLVERS: dict[str, SolverFn] = {}
+_SOLVERS: Registry[SolverFn] = Registry("solver")
 
 
 def register_solver(name: str) -> Callable[[SolverFn], SolverFn]:
-    def wrap(fn: SolverFn) -> SolverFn:
-        if name in _SOLVERS:
-            raise ValueError(f"solver {name!r} registered twice")
-        _SOLVERS[name] = fn
-        return fn
-
-    return wrap
+    return lambda fn: _SOLVERS.add(name, fn)
 
 
 def list_solvers() -> list[str]:
-    return ["auto", *sorted(_SOLVERS)]
+    return ["auto", *_SOLVERS.sorted_names()]
 
 
 def get_solver(name: str) -> SolverFn:
     if name == "auto":
         return _auto
-    try:
-        return _SOLVERS[name]
-    except KeyError:
-        raise unknown_name("solver", name, list_solvers()) from None
+    if name not in _SOLVERS:  # "auto" is a choice too, so not _SOLVERS.lookup
+        raise unknown_name("solver", name, list_solvers())
+    return _SOLVERS[name]
 
 
 def make_problem(

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from partitioner.errors import ModelSpecError, unknown_name
+from partitioner.errors import ModelSpecError
+from partitioner.registry import Registry
 
 ModelFactory = Callable[[], nn.Module]
 
@@ -43,7 +44,7 @@ class ModelEntry:
             raise ValueError(f"model {self.name!r}: num_classes must be >= 1")
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_REGISTRY: Registry[ModelEntry] = Registry("zoo model", error=ModelSpecError)
 
 
 def register_model(
@@ -57,15 +58,16 @@ def register_model(
     """Decorator that adds a zero-argument factory to the zoo under ``name``."""
 
     def decorator(factory: ModelFactory) -> ModelFactory:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(
-            name=name,
-            factory=factory,
-            input_shape=tuple(input_shape),
-            test_input_shape=tuple(test_input_shape),
-            num_classes=num_classes,
-            description=description,
+        _REGISTRY.add(
+            name,
+            ModelEntry(
+                name=name,
+                factory=factory,
+                input_shape=tuple(input_shape),
+                test_input_shape=tuple(test_input_shape),
+                num_classes=num_classes,
+                description=description,
+            ),
         )
         return factory
 
@@ -74,15 +76,12 @@ def register_model(
 
 def list_models() -> list[ModelEntry]:
     """Every registered model, sorted by name."""
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+    return _REGISTRY.sorted_items()
 
 
 def get_entry(name: str) -> ModelEntry:
     """The entry for ``name``; a :class:`ModelSpecError` naming the choices if unknown."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise unknown_name("zoo model", name, sorted(_REGISTRY), ModelSpecError) from None
+    return _REGISTRY.lookup(name)
 
 
 def create_model(name: str) -> nn.Module:
