@@ -185,7 +185,7 @@ register_device(
     )
 )
 
-register_device(
+_JETSON_NANO = register_device(
     DeviceProfile(
         name="jetson-nano",
         description="Jetson Nano 4 GB, 128-core Maxwell GPU @ 921 MHz, PyTorch eager fp16",
@@ -208,10 +208,13 @@ register_device(
         description="Jetson Orin Nano 8 GB, 1024-core Ampere GPU @ 625 MHz, PyTorch eager fp16",
         # Not calibrated against a published figure: the Jetson Nano fit scaled by datasheet
         # ratios (fp16 peak 2.56 vs 0.472 TFLOP/s, memory 68 vs 25.6 GB/s, host CPU ~2.5x faster).
-        peak_gflops={"float32": 1280.0 * 516.448 / 472.0, "float16": 2560.0 * 516.448 / 472.0},
+        peak_gflops={
+            "float32": _JETSON_NANO.peak_gflops["float16"] * 1280.0 / 472.0,
+            "float16": _JETSON_NANO.peak_gflops["float16"] * 2560.0 / 472.0,
+        },
         efficiency=_GPU_EFFICIENCY,
-        mem_bandwidth_gbps=68.0 * 15.0 / 25.6,
-        op_overhead_us=158.88 / 2.5,
+        mem_bandwidth_gbps=_JETSON_NANO.mem_bandwidth_gbps * 68.0 / 25.6,
+        op_overhead_us=_JETSON_NANO.op_overhead_us / 2.5,
         default_dtype="float16",
         active_power_w=15.0,
         idle_power_w=3.0,
