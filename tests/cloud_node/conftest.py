@@ -7,8 +7,6 @@ a hand-made breakpoint table, so every test runs real split artifacts quickly. S
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,50 +89,3 @@ def shared_cloud(repo: Repo) -> Iterator[Running]:
         yield Running(node, node.start())
     finally:
         node.stop(grace_s=0)
-
-
-# ---------------------------------------------------------------- certificates
-
-
-@dataclass(frozen=True)
-class Certs:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(directory: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to create test certificates")
-    d = tmp_path_factory.mktemp("certs")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl(
-        d, "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=edgecut node test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    leaves = {
-        "server": "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        "client": "extendedKeyUsage=clientAuth\n",
-    }
-    for serial, (name, ext) in enumerate(leaves.items(), start=2):
-        (d / f"{name}.ext").write_text(ext)
-        _openssl(
-            d, "req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/CN=edgecut node test {name}",
-        )  # fmt: skip
-        _openssl(
-            d, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-set_serial", str(serial), "-days", "2", "-out", f"{name}.pem",
-            "-extfile", f"{name}.ext",
-        )  # fmt: skip
-    return Certs(
-        d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key"
-    )
