@@ -114,15 +114,14 @@ def serve_grpc_bytes(port_file: Path) -> None:
     server.wait_for_termination()
 
 
-# CPUs for the clients (this process) and for the servers; None: the scheduler's choice.
-_CLIENT_CPUS: set[int] | None = None
+# CPUs for the servers _start launches; None: the scheduler's choice.
 _SERVER_CPUS: set[int] | None = None
 
 
 def _pin(client_cpus: set[int], server_cpus: set[int]) -> None:
-    """Run this process on ``client_cpus`` and servers started after this on the others."""
-    global _CLIENT_CPUS, _SERVER_CPUS
-    _CLIENT_CPUS, _SERVER_CPUS = client_cpus, server_cpus
+    """Run this process on ``client_cpus`` and servers started after this on ``server_cpus``."""
+    global _SERVER_CPUS
+    _SERVER_CPUS = server_cpus
     os.sched_setaffinity(0, client_cpus)  # threads started later (gRPC's) inherit it
 
 
