@@ -25,9 +25,9 @@ import numpy as np
 def build(root: Path, cut: str) -> tuple[list, list[np.ndarray]]:
     import torch
 
-    from partitioner.artifact import load_split
+    from partitioner.deploy.artifact import load_split
     from partitioner.planner import Planner
-    from partitioner.repository import build_repository
+    from partitioner.publish import build_repository
 
     planner = Planner.create("resnet18", input_shape=(1, 3, 224, 224))
     build_repository(planner, root, plans=[planner.cut_after(cut)], with_local=False)
@@ -61,7 +61,7 @@ def serve(
 def load(
     port: int, crossing: list, arrays: list[np.ndarray], codec: str, clients: int, seconds: float
 ) -> dict:
-    from partitioner.crossing import encode_inputs
+    from partitioner.deploy.crossing import encode_inputs
     from protos import tensors, transport
     from protos.inference import grpc_service_pb2_grpc as pb_grpc
 

@@ -3,7 +3,7 @@
     python benchmarks/calibration.py
 
 Fits, per device, the effective peak of the measured dtype and the per-op overhead
-(partitioner.calibration.fit_device) on the figures whose role is "design" or "fit",
+(partitioner.pricing.calibration.fit_device) on the figures whose role is "design" or "fit",
 then prints predictions for all figures, held-out ones included, for both the fitted
 profile and the preset as shipped (they should agree).
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-import partitioner.zoo as zoo
-from partitioner.calibration import FIGURES, figures_for, fit_device
-from partitioner.graph import capture
-from partitioner.profiles import get_device
+import partitioner.model.zoo as zoo
+from partitioner.model.capture import capture
+from partitioner.pricing.calibration import FIGURES, figures_for, fit_device
+from partitioner.pricing.profiles import get_device
 
 
 def main() -> None:

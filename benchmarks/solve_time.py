@@ -12,14 +12,15 @@ import time
 import numpy as np
 import torch
 
-import partitioner.zoo as zoo
-from partitioner.breakpoints import build_table
-from partitioner.cost import CostModel
-from partitioner.graph import capture
-from partitioner.network import get_network
-from partitioner.profiles import get_device
-from partitioner.solvers import get_solver, make_problem, solve
-from partitioner.synthetic import random_dag
+import partitioner.model.zoo as zoo
+from partitioner.model.capture import capture
+from partitioner.model.synthetic import random_dag
+from partitioner.pricing.cost import CostModel
+from partitioner.pricing.network import get_network
+from partitioner.pricing.profiles import get_device
+from partitioner.solve import solve
+from partitioner.solve.breakpoints import build_table
+from partitioner.solve.problem import get_solver, make_problem
 
 
 def timed(fn, repeats: int) -> float:

@@ -13,9 +13,9 @@ import time
 
 import torch
 
-import partitioner.zoo as zoo
-from partitioner.graph import capture
-from partitioner.split import split_module
+import partitioner.model.zoo as zoo
+from partitioner.deploy.split import split_module
+from partitioner.model.capture import capture
 
 
 def main(names: list[str]) -> None:

@@ -242,12 +242,12 @@ def identity_repository(root: Path) -> Path:
     import torch
     from torch import nn
 
-    from partitioner.artifact import write_split
-    from partitioner.cost import CostModel
-    from partitioner.graph import capture
-    from partitioner.network import get_network
-    from partitioner.plan import evaluate_cut
-    from partitioner.profiles import get_device
+    from partitioner.deploy.artifact import write_split
+    from partitioner.model.capture import capture
+    from partitioner.pricing.cost import CostModel
+    from partitioner.pricing.network import get_network
+    from partitioner.pricing.profiles import get_device
+    from partitioner.solve.plan import evaluate_cut
 
     class Identity(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

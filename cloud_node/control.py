@@ -27,9 +27,9 @@ import numpy as np
 
 from cloud_node.logs import log_event
 from cloud_node.models import FAILED, LOADING, READY, UNAVAILABLE, ModelStore, NotFound, Tail
-from partitioner import crossing
-from partitioner.errors import EdgecutError
-from partitioner.repository import (
+from partitioner.deploy import crossing
+from partitioner.deploy.files import write_json_atomic
+from partitioner.deploy.repository import (
     FORMAT,
     FORMAT_VERSION,
     MODEL_FILE,
@@ -37,8 +37,8 @@ from partitioner.repository import (
     check_model_name,
     check_version,
     read_model,
-    write_json_atomic,
 )
+from partitioner.errors import EdgecutError
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
 
@@ -377,7 +377,7 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
         return sum(written.values())
 
     def _load_staged(self, model: str, version: str, staging: Path) -> Tail:
-        from partitioner.artifact import read_manifest
+        from partitioner.deploy.artifact import read_manifest
 
         try:
             manifest = read_manifest(staging)

@@ -24,7 +24,7 @@ from cloud_node.batcher import Batcher, BatcherClosed, QueueFull
 from cloud_node.logs import log_event
 from cloud_node.metrics import NodeMetrics
 from cloud_node.models import READY, ModelStore, NotFound, Tail, Unavailable
-from partitioner import crossing
+from partitioner.deploy import crossing
 from partitioner.errors import EdgecutError
 from protos import tensors
 from protos.inference import grpc_service_pb2 as pb

@@ -1,6 +1,6 @@
 """The tails a cloud node serves: every version of every model of a repository, loaded once.
 
-:class:`ModelStore` scans a repository (:mod:`partitioner.repository`), loads each version's
+:class:`ModelStore` scans a repository (:mod:`partitioner.deploy.repository`), loads each version's
 ``tail.pt2`` after checking its sha256 against the manifest, and resolves a request's
 ``(model, version)`` to a :class:`Tail`, or raises :class:`NotFound` / :class:`Unavailable`
 with a message that names what the server does hold.
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from partitioner.artifact import ManifestTensors
+from partitioner.deploy.artifact import ManifestTensors
+from partitioner.deploy.repository import RepositoryModel, scan_repository
 from partitioner.errors import EdgecutError
-from partitioner.repository import RepositoryModel, scan_repository
 
 READY, LOADING, UNAVAILABLE, FAILED = "READY", "LOADING", "UNAVAILABLE", "FAILED"
 
@@ -49,7 +49,7 @@ class Tail(ManifestTensors):
 
     @property
     def max_batch(self) -> int:
-        from partitioner.graph import MAX_BATCH
+        from partitioner.model.graph import MAX_BATCH
 
         return MAX_BATCH if self.manifest.get("dynamic_batch") else 1
 
@@ -59,7 +59,7 @@ class Tail(ManifestTensors):
 
     def load(self) -> None:
         """Check the files' sha256 and load ``tail.pt2``; sets READY or FAILED (with reason)."""
-        from partitioner.artifact import load_half, verify_files
+        from partitioner.deploy.artifact import load_half, verify_files
 
         try:
             if "tail.pt2" not in self.manifest["files"]:
@@ -92,7 +92,7 @@ class Tail(ManifestTensors):
 
 
 def _tail_of(model: RepositoryModel, version: str) -> Tail:
-    from partitioner.artifact import read_manifest
+    from partitioner.deploy.artifact import read_manifest
 
     path = model.version_dir(version)
     manifest = read_manifest(path)

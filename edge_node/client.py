@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from edge_node.throttle import TokenBucket
-from partitioner import crossing
+from partitioner.deploy import crossing
 from protos import tensors, transport
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from partitioner.artifact import ManifestTensors
+from partitioner.deploy.artifact import ManifestTensors
+from partitioner.deploy.repository import RepositoryModel
 from partitioner.errors import EdgecutError
-from partitioner.repository import RepositoryModel
 
 
 @dataclass
@@ -42,7 +42,9 @@ class Head(ManifestTensors):
 
 
 def load_head(path: Path, version: str) -> Head:
-    from partitioner.artifact import ArtifactError, load_half, read_manifest, sha256_file
+    from partitioner.deploy.artifact import load_half, read_manifest
+    from partitioner.deploy.files import sha256_file
+    from partitioner.errors import ArtifactError
 
     manifest = read_manifest(path)
     meta = manifest["files"].get("head.pt2")

@@ -29,9 +29,9 @@ from edge_node.client import CloudClient, CloudError
 from edge_node.estimator import BandwidthEstimator
 from edge_node.heads import EdgeModel, Head
 from edge_node.sources import Frame
-from partitioner import crossing
+from partitioner.deploy import crossing
+from partitioner.deploy.repository import Band
 from partitioner.errors import EdgecutError
-from partitioner.repository import Band
 from protos import tensors
 
 log = logging.getLogger("edge_node")

@@ -112,10 +112,10 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
 
 def make_planner(args: argparse.Namespace) -> Any:
     from partitioner.codecs import get_codec
-    from partitioner.modelspec import parse_input_shape
-    from partitioner.network import resolve_network
+    from partitioner.model.spec import parse_input_shape
     from partitioner.planner import Planner
-    from partitioner.profiles import get_device
+    from partitioner.pricing.network import resolve_network
+    from partitioner.pricing.profiles import get_device
 
     shape = parse_input_shape(args.input_shape) if args.input_shape else None
     network = resolve_network(args.network)

@@ -40,3 +40,7 @@ def unknown_name(
     return error(
         f"unknown {kind} {name!r}: expected one of {', '.join(known)}{did_you_mean(name, known)}"
     )
+
+
+class ArtifactError(EdgecutError):
+    """A split artifact that is missing, altered, or not in the expected format."""

@@ -16,20 +16,20 @@ from pathlib import Path
 
 import torch
 
-from partitioner.breakpoints import BreakpointTable, build_table
-from partitioner.cost import CostModel
 from partitioner.errors import EdgecutError
-from partitioner.graph import CapturedModel, capture
-from partitioner.modelspec import LoadedModel, load_model
-from partitioner.network import NetworkProfile, get_network
-from partitioner.plan import Plan, evaluate_cut, make_plan
-from partitioner.profiles import DeviceProfile, get_device
+from partitioner.model.capture import CapturedModel, capture
+from partitioner.model.spec import LoadedModel, load_model
+from partitioner.pricing.cost import CostModel
+from partitioner.pricing.network import NetworkProfile, get_network
+from partitioner.pricing.profiles import DeviceProfile, get_device
+from partitioner.solve.breakpoints import BreakpointTable, build_table
+from partitioner.solve.plan import Plan, evaluate_cut, make_plan
 
 
 def resolve_device(name: str, captured: CapturedModel, *, repeats: int = 10) -> DeviceProfile:
     """A preset, or ``host`` measured on this machine for this model."""
     if name == "host":
-        from partitioner.measure import host_profile
+        from partitioner.pricing.host import host_profile
 
         return host_profile(captured, repeats=repeats)
     return get_device(name)
@@ -120,7 +120,7 @@ class Planner:
         return build_table(self.cost, min_mbps, max_mbps, objective=objective, solver=solver)
 
     def split(self, plan: Plan, out_dir: str | Path, *, model_spec: str | None = None) -> Path:
-        from partitioner.artifact import write_split
+        from partitioner.deploy.artifact import write_split
 
         return write_split(self.captured, plan, out_dir, model_spec=model_spec or self.loaded.name)
 

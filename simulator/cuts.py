@@ -48,8 +48,8 @@ class CutOption:
 
 @functools.lru_cache(maxsize=16)
 def _captured(model: str, input_shape: tuple[int, ...] | None) -> tuple[Any, Any]:
-    from partitioner.graph import capture
-    from partitioner.modelspec import load_model
+    from partitioner.model.capture import capture
+    from partitioner.model.spec import load_model
 
     loaded = load_model(model, input_shape)
     captured = capture(loaded.module, loaded.example_input(), name=loaded.name)
@@ -58,7 +58,7 @@ def _captured(model: str, input_shape: tuple[int, ...] | None) -> tuple[Any, Any
 
 def node_batch_ms(profile: Any, node: Any, dtype: str, batch: int) -> float:
     """One node's time for a batch of ``batch`` frames on ``profile`` (the rule above)."""
-    from partitioner.profiles import DTYPE_BYTES, FREE_CLASSES, FUSED_AT_INT8
+    from partitioner.pricing.profiles import DTYPE_BYTES, FREE_CLASSES, FUSED_AT_INT8
 
     if profile.measured_ms is not None:
         return batch * float(profile.measured_ms.get(node.name, 0.0))
@@ -115,8 +115,8 @@ class GroupModel:
         edge_dtype: str | None = None,
         cloud_dtype: str | None = None,
     ) -> GroupModel:
-        from partitioner.cost import CostModel
         from partitioner.planner import resolve_device
+        from partitioner.pricing.cost import CostModel
 
         _, captured = _captured(model, input_shape)
         cost = CostModel(
@@ -142,7 +142,7 @@ class GroupModel:
         return frozenset(self.graph.close(()))
 
     def cut_after(self, node: str) -> frozenset[str]:
-        from partitioner.plan import resolve_node
+        from partitioner.solve.plan import resolve_node
 
         return frozenset(self.graph.close([resolve_node(self.graph, node)]))
 

@@ -118,7 +118,7 @@ def _window_edges(scenario: Scenario, frames_per_s: float) -> NDArray[np.float64
 
 
 def network_profile(group: GroupConfig, link: LinkPlan) -> Any:
-    from partitioner.network import NETWORKS
+    from partitioner.pricing.network import NETWORKS
 
     profile = NETWORKS[group.network.profile_name()]
     return profile.with_bandwidth(link.nominal_mbps).with_rtt(link.rtt_s * 1e3)

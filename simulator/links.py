@@ -2,7 +2,7 @@
 
 :class:`LinkPlan` is a group's network, compiled from its scenario entry: the rate or
 the capacity curves of its traces (each loaded once, through
-:func:`partitioner.network.read_trace_file`), the round trip, the way back, and the
+:func:`partitioner.pricing.network.read_trace_file`), the round trip, the way back, and the
 radio's energy model. :meth:`LinkPlan.cameras` gives the links of a range of cameras:
 which curve and where in it each one starts, or its rate, drawn from the counter-based
 streams so a camera's link does not depend on its shard.
@@ -29,7 +29,7 @@ IntArray = NDArray[np.int64]
 def load_curve(spec: str) -> tuple[str, CapacityCurve]:
     """A trace (packaged name or file) as a capacity curve: Mahimahi opportunities as
     impulses (the byte-exact model), ``[seconds, Mbit/s]`` pairs as piecewise rates."""
-    from partitioner.network import read_mahimahi_timestamps, read_pairs, read_trace_file
+    from partitioner.pricing.network import read_mahimahi_timestamps, read_pairs, read_trace_file
 
     trace = read_trace_file(spec)
     if trace.is_mahimahi:
@@ -105,7 +105,7 @@ class LinkPlan:
 
 def compile_link(config: NetworkConfig, output_bytes: int) -> LinkPlan:
     """The group's :class:`LinkPlan`; ``output_bytes`` is what comes back per frame."""
-    from partitioner.network import NETWORKS
+    from partitioner.pricing.network import NETWORKS
 
     profile = NETWORKS[config.profile_name()]
     rtt_ms = config.rtt_ms if config.rtt_ms is not None else profile.rtt_ms

@@ -128,7 +128,7 @@ class NetworkConfig:
                 "give exactly one of preset, mbps, distribution, traces; got "
                 + (", ".join(given) or "none"),
             )
-        from partitioner.network import NETWORKS
+        from partitioner.pricing.network import NETWORKS
 
         if self.preset is not None:
             _one_of("preset", self.preset, list(NETWORKS))
@@ -433,7 +433,7 @@ def _distribution(data: Any, at: _At) -> DistributionConfig:
 
 
 def _traces(data: Any, at: _At, base_dir: Path | None) -> tuple[str, ...]:
-    from partitioner.network import packaged_traces
+    from partitioner.pricing.network import packaged_traces
 
     names = [data] if isinstance(data, str) else _list(data, at)
     if not names:

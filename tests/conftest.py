@@ -28,8 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @functools.cache
 def _captured(name: str, shape: tuple[int, ...] | None):
-    import partitioner.zoo as zoo
-    from partitioner.graph import capture
+    import partitioner.model.zoo as zoo
+    from partitioner.model.capture import capture
 
     entry = zoo.get_entry(name)
     model = zoo.create_model(name)

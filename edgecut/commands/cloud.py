@@ -109,8 +109,8 @@ def run_serve(args: argparse.Namespace) -> int:
     import threading
     from pathlib import Path
 
+    from partitioner.deploy.repository import scan_repository
     from partitioner.errors import EdgecutError
-    from partitioner.repository import scan_repository
     from protos.transport import ServerTLS
 
     tls = None

@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from partitioner.compress.compressor import compress
     from partitioner.compress.config import CompressConfig
     from partitioner.errors import EdgecutError
-    from partitioner.modelspec import parse_input_shape
-    from partitioner.plan import Plan
+    from partitioner.model.spec import parse_input_shape
     from partitioner.planner import Planner
+    from partitioner.solve.plan import Plan
 
     if bool(args.plan) == bool(args.cut_after):
         raise EdgecutError(

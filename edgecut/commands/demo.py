@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from edge_node.sources import SyntheticSource
     from edge_node.throttle import TokenBucket
     from edgecut.output import console, print_json
-    from partitioner.network import get_network
     from partitioner.planner import Planner
-    from partitioner.repository import build_repository
+    from partitioner.pricing.network import get_network
+    from partitioner.publish import build_repository
 
     started = time.monotonic()
     out = console()
@@ -192,11 +192,11 @@ def _int8_head(
     import shutil
     import tempfile
 
-    from partitioner.artifact import read_manifest
     from partitioner.compress import config_from_dict
     from partitioner.compress.compressor import compress
-    from partitioner.cost import CostModel
-    from partitioner.plan import Plan
+    from partitioner.deploy.artifact import read_manifest
+    from partitioner.pricing.cost import CostModel
+    from partitioner.solve.plan import Plan
 
     version_dir = entry.version_dir(version)
     manifest = read_manifest(version_dir)

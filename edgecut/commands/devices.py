@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgecut.output import console, print_json, table
-    from partitioner.network import NETWORKS, packaged_traces
-    from partitioner.profiles import list_devices
+    from partitioner.pricing.network import NETWORKS, packaged_traces
+    from partitioner.pricing.profiles import list_devices
 
     devices = list_devices()
     if args.json:

@@ -87,7 +87,7 @@ def run_edge(args: argparse.Namespace) -> int:
     import sys
 
     from edgecut.output import print_json
-    from partitioner.repository import open_model
+    from partitioner.deploy.repository import open_model
 
     logging.basicConfig(level=logging.WARNING, format="edgecut edge: %(message)s")
     entry = open_model(args.repository, args.model)  # before torch: a bad path fails fast

@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgecut.output import console, print_json, table
-    from partitioner.zoo import list_models
+    from partitioner.model.zoo import list_models
 
     entries = list_models()
     if args.json:

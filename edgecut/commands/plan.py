@@ -182,7 +182,7 @@ def _print_search(planner, result) -> None:
 
 
 def _plot(planner, args, table, plan=None) -> None:
-    from partitioner.plot import plot_plan
+    from partitioner.solve.plot import plot_plan
 
     plan = plan or planner.plan(objective="latency", solver=args.solver)
     plot_plan(planner.cost, plan, table, args.plot)

@@ -21,9 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgecut.output import console, human_bytes, print_json, table
     from partitioner.errors import EdgecutError
-    from partitioner.graph import capture
-    from partitioner.modelspec import load_model, parse_input_shape
-    from partitioner.profiles import get_device
+    from partitioner.model.capture import capture
+    from partitioner.model.spec import load_model, parse_input_shape
+    from partitioner.pricing.profiles import get_device
 
     if args.repeats < 1:
         raise EdgecutError(f"--repeats must be >= 1, got {args.repeats}")
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     graph = captured.graph
     measured_total = None
     if args.device == "host":
-        from partitioner.measure import measure_host
+        from partitioner.pricing.host import measure_host
 
         measurement = measure_host(captured, repeats=args.repeats)
         device = device.with_measurements(measurement.node_ms)

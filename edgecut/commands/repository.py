@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from edgecut.args import make_planner
     from edgecut.output import print_json
-    from partitioner.repository import build_repository
+    from partitioner.publish import build_repository
 
     planner = make_planner(args)
     lo, hi = args.sweep_bandwidth
@@ -124,7 +124,7 @@ def print_model(model: Any) -> None:
 
 def run_show(args: argparse.Namespace) -> int:
     from edgecut.output import print_json
-    from partitioner.repository import RepositoryError, scan_repository
+    from partitioner.deploy.repository import RepositoryError, scan_repository
 
     models = scan_repository(args.repository)
     if not models:

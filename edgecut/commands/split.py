@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_plan_file(path: str):
-    from partitioner.plan import Plan
+    from partitioner.solve.plan import Plan
 
     return Plan.from_json(read_plan_json(path))
 
@@ -28,7 +28,7 @@ def load_plan_file(path: str):
 def run(args: argparse.Namespace) -> int:
     from edgecut.args import make_planner
     from edgecut.output import console, human_bytes, print_json
-    from partitioner.artifact import read_manifest
+    from partitioner.deploy.artifact import read_manifest
     from partitioner.errors import EdgecutError
 
     planner = make_planner(args)

@@ -5,7 +5,7 @@ already deployed), runs a method on a copy of its head, and writes a second spli
 artifact: the new ``head.pt2``, the *same* ``tail.pt2`` file (byte for byte: the
 cloud keeps serving what it has) and a manifest that names the feature codec, the
 head's runtime, and the report. Both artifacts are then loaded with
-:func:`~partitioner.artifact.load_split`, the path every node uses, and measured
+:func:`~partitioner.deploy.artifact.load_split`, the path every node uses, and measured
 the same way: accuracy on the test split through head, codec and tail; bytes at
 the cut; FLOPs; tensor bytes; milliseconds on this host.
 """
@@ -22,15 +22,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from partitioner.artifact import (
-    MANIFEST,
-    SplitArtifact,
-    export_half,
-    load_split,
-    read_manifest,
-    sha256_file,
-    write_split,
-)
 from partitioner.codecs import get_codec
 from partitioner.compress import measure
 from partitioner.compress.config import CompressConfig
@@ -38,11 +29,19 @@ from partitioner.compress.data import CompressionData, resolve_data
 from partitioner.compress.head import Context, Head, Progress, frozen
 from partitioner.compress.modules import modularize
 from partitioner.compress.registry import get_method
+from partitioner.deploy.artifact import (
+    MANIFEST,
+    SplitArtifact,
+    export_half,
+    load_split,
+    read_manifest,
+    write_split,
+)
+from partitioner.deploy.files import sha256_file, write_json_atomic
+from partitioner.deploy.split import Halves, split_module
 from partitioner.errors import EdgecutError
-from partitioner.graph import CapturedModel
-from partitioner.plan import Plan
-from partitioner.repository import write_json_atomic
-from partitioner.split import Halves, split_module
+from partitioner.model.capture import CapturedModel
+from partitioner.solve.plan import Plan
 
 
 @dataclass(frozen=True)

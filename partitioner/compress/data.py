@@ -113,7 +113,7 @@ def resolve_data(
 
 
 def _digits(input_shape: tuple[int, ...], seed: int) -> CompressionData:
-    from partitioner.zoo.digits import DIGITS_INPUT_SHAPE, digits_split
+    from partitioner.model.zoo.digits import DIGITS_INPUT_SHAPE, digits_split
 
     if tuple(input_shape[1:]) != DIGITS_INPUT_SHAPE[1:]:
         raise ConfigError(

@@ -87,7 +87,7 @@ def build_student(head: Head, ctx: Context, config: DistillConfig) -> tuple[nn.M
 
 
 def _user_student(spec: str, ctx: Context) -> nn.Module:
-    from partitioner.modelspec import load_model
+    from partitioner.model.spec import load_model
 
     loaded = load_model(spec, (1, *ctx.example.shape[1:]))
     student = loaded.module

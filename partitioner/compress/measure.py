@@ -4,7 +4,7 @@ Everything here is measured, never assumed: accuracy runs the real data through
 head, feature codec (one frame at a time, as the edge sends them) and tail; bytes
 at the cut are what the codec produced; time is the median of timed forward
 passes on this host. The same functions measure the uncompressed and the
-compressed artifact, both loaded by :func:`partitioner.artifact.load_split`.
+compressed artifact, both loaded by :func:`partitioner.deploy.artifact.load_split`.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def head_ms(
 
 def head_flops(structure: nn.Module, x1: torch.Tensor) -> int:
     """FLOPs of one frame, counted on the captured graph like the planner counts them."""
-    from partitioner.graph import capture
+    from partitioner.model.capture import capture
 
     was_training = structure.training
     try:

@@ -7,7 +7,7 @@ the qnnpack/XNNPACK kernels of ARM CPUs expect), observed on calibration samples
 and converted: batch norm is folded into the convolutions and the weights are stored
 as int8. The artifact keeps that portable reference graph and names the
 ``pt2e-int8`` runtime, which lowers it to oneDNN int8 kernels where it is loaded
-on x86 (:mod:`partitioner.compress.runtime`).
+on x86 (:mod:`partitioner.deploy.runtimes`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from torch import nn
 from partitioner.compress.config import Int8Config
 from partitioner.compress.head import Context, Head
 from partitioner.compress.registry import Method, register_method
-from partitioner.compress.runtime import PT2E_INT8
-from partitioner.graph import MAX_BATCH
+from partitioner.deploy.runtimes import PT2E_INT8
+from partitioner.model.graph import MAX_BATCH
 
 CALIBRATION_BATCH = 64
 

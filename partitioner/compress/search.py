@@ -33,14 +33,15 @@ from partitioner.compress.config import CompressConfig
 from partitioner.compress.data import CompressionData, resolve_data
 from partitioner.compress.head import Context, Head, as_tuple
 from partitioner.compress.registry import get_method
-from partitioner.compress.runtime import PT2E_INT8
-from partitioner.cost import CostModel, Prediction
+from partitioner.deploy.runtimes import PT2E_INT8
+from partitioner.deploy.split import Halves, split_module
 from partitioner.errors import EdgecutError
-from partitioner.graph import Graph, capture
-from partitioner.plan import Plan, TensorSpec
+from partitioner.model.capture import capture
+from partitioner.model.graph import Graph, TensorSpec
 from partitioner.planner import Planner
-from partitioner.profiles import get_device
-from partitioner.split import Halves, split_module
+from partitioner.pricing.cost import CostModel, Prediction
+from partitioner.pricing.profiles import get_device
+from partitioner.solve.plan import Plan
 
 NONE = "none"  # the "method" that leaves the head as it is
 CODEC_FRAMES = 8  # frames each codec is measured on, per cut

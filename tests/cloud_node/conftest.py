@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from cloud_node.server import CloudConfig, CloudNode
-from partitioner.artifact import load_split
+from partitioner.deploy.artifact import load_split
 from partitioner.planner import Planner
-from partitioner.repository import build_repository, manual_table
+from partitioner.publish import build_repository, manual_table
 from protos import transport
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 

@@ -15,8 +15,8 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from partitioner import crossing
 from partitioner.codecs import get_codec, list_codecs
+from partitioner.deploy import crossing
 from protos import tensors, transport
 from protos.inference import grpc_service_pb2 as pb
 

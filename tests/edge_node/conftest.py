@@ -18,8 +18,9 @@ import torch
 
 from cloud_node.server import CloudConfig, CloudNode
 from edge_node.heads import EdgeModel
+from partitioner.deploy.repository import open_model
 from partitioner.planner import Planner
-from partitioner.repository import build_repository, manual_table, open_model
+from partitioner.publish import build_repository, manual_table
 
 # Version 1 crosses after pool2 (1-10 Mbit/s), version 2 after relu1 (above 10).
 BANDS = [(0.1, 1.0, None), (1.0, 10.0, "pool2"), (10.0, 1000.0, "relu1")]

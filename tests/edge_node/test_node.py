@@ -13,8 +13,8 @@ from edge_node.client import CloudClient
 from edge_node.heads import EdgeModel
 from edge_node.node import EdgeConfig, EdgeNode
 from edge_node.sources import Frame, SyntheticSource
+from partitioner.deploy.repository import open_model
 from partitioner.errors import EdgecutError
-from partitioner.repository import open_model
 
 SHAPE = (1, 1, 8, 8)
 SUMMARY_FIELDS = {

@@ -23,7 +23,7 @@ import torch
 
 from cloud_node.server import CloudConfig, CloudNode
 from partitioner.planner import Planner
-from partitioner.repository import build_repository, manual_table
+from partitioner.publish import build_repository, manual_table
 
 RESNET_BANDS = [(0.1, 4.0, "layer3.1.relu2"), (4.0, 1000.0, "layer1.1.relu2")]
 GOOGLENET_CUT = "inception3a.branch2.1.relu"  # crossed by maxpool2 and this branch's output

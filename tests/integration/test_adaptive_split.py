@@ -17,7 +17,7 @@ from edge_node.heads import EdgeModel
 from edge_node.node import EdgeConfig, EdgeNode
 from edge_node.sources import SyntheticSource
 from edge_node.throttle import TokenBucket
-from partitioner.repository import open_model
+from partitioner.deploy.repository import open_model
 
 SLOW_MBPS = 0.5
 MAX_FRAMES_PER_PHASE = 60

@@ -17,7 +17,7 @@ from edge_node.client import CloudClient
 from edge_node.heads import EdgeModel
 from edge_node.node import EdgeConfig, EdgeNode
 from edge_node.sources import SyntheticSource
-from partitioner.repository import open_model
+from partitioner.deploy.repository import open_model
 
 
 def test_killing_the_cloud_leaves_every_frame_answered_and_a_restart_brings_them_back(

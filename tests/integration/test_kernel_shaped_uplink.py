@@ -21,8 +21,9 @@ from edge_node.client import CloudClient
 from edge_node.heads import EdgeModel
 from edge_node.node import EdgeConfig, EdgeNode
 from edge_node.sources import SyntheticSource
+from partitioner.deploy.repository import open_model
 from partitioner.planner import Planner
-from partitioner.repository import build_repository, open_model
+from partitioner.publish import build_repository
 
 pytestmark = pytest.mark.root
 

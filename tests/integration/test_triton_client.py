@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from partitioner.artifact import load_split
+from partitioner.deploy.artifact import load_split
 
 PEER = Path(__file__).with_name("triton_node_peer.py")
 

@@ -9,11 +9,12 @@ import zipfile
 import pytest
 import torch
 
-from partitioner.artifact import ArtifactError, load_split, read_manifest, write_split
-from partitioner.cost import CostModel
-from partitioner.network import get_network
-from partitioner.plan import evaluate_cut, make_plan
-from partitioner.profiles import get_device
+from partitioner.deploy.artifact import load_split, read_manifest, write_split
+from partitioner.errors import ArtifactError
+from partitioner.pricing.cost import CostModel
+from partitioner.pricing.network import get_network
+from partitioner.pricing.profiles import get_device
+from partitioner.solve.plan import evaluate_cut, make_plan
 
 
 def _cost(cap):
@@ -86,7 +87,7 @@ def test_pickled_payload_is_refused_before_loading(googlenet_split, tmp_path) ->
             dst.writestr(info, data)
     shutil.move(rewritten, head)
     manifest = json.loads((copy / "manifest.json").read_text())
-    from partitioner.artifact import sha256_file
+    from partitioner.deploy.files import sha256_file
 
     manifest["files"]["head.pt2"]["sha256"] = sha256_file(head)
     (copy / "manifest.json").write_text(json.dumps(manifest))

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from partitioner.breakpoints import BreakpointTable, build_table
-from partitioner.cost import CostModel
 from partitioner.errors import EdgecutError
-from partitioner.network import get_network
-from partitioner.profiles import get_device
-from partitioner.solvers import solve
+from partitioner.pricing.cost import CostModel
+from partitioner.pricing.network import get_network
+from partitioner.pricing.profiles import get_device
+from partitioner.solve import solve
+from partitioner.solve.breakpoints import BreakpointTable, build_table
 
 GRID = np.geomspace(0.1, 1000.0, 120)
 

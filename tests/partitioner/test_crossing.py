@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from partitioner import crossing
 from partitioner.codecs import get_codec, list_codecs
-from partitioner.plan import TensorSpec
+from partitioner.deploy import crossing
+from partitioner.model.graph import TensorSpec
 
 SPECS = [
     TensorSpec("layer1.0.relu2", (1, 4, 3, 3), "float32", 144),

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from partitioner.errors import CaptureError
-from partitioner.graph import capture
+from partitioner.model.capture import capture
 
 
 class Branchy(nn.Module):

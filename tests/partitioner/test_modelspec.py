@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from partitioner.errors import ModelSpecError
-from partitioner.modelspec import LoadedModel, load_model, parse_input_shape
+from partitioner.model.spec import LoadedModel, load_model, parse_input_shape
 
 TINY_MODEL = """
 import torch
@@ -122,7 +122,7 @@ def test_module_factory(tiny_module: str) -> None:
 
 
 def test_module_factory_from_an_installed_package_with_explicit_shape() -> None:
-    loaded = load_model("partitioner.zoo.digits:DigitsCNN", (1, 1, 8, 8))
+    loaded = load_model("partitioner.model.zoo.digits:DigitsCNN", (1, 1, 8, 8))
     assert loaded.source == "module"
     with torch.no_grad():
         assert loaded.module(loaded.example_input(batch=3)).shape == (3, 10)

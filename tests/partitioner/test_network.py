@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from partitioner.errors import EdgecutError
-from partitioner.network import (
+from partitioner.pricing.network import (
     NETWORKS,
     load_trace,
     packaged_traces,

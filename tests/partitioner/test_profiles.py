@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from partitioner.calibration import FIGURES
 from partitioner.errors import EdgecutError
-from partitioner.graph import Node
-from partitioner.profiles import get_device, list_devices
+from partitioner.model.graph import Node
+from partitioner.pricing.calibration import FIGURES
+from partitioner.pricing.profiles import get_device, list_devices
 
 REQUIRED = {"rpi4", "jetson-nano", "jetson-orin-nano", "x86-server", "a100", "host"}
 

@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from partitioner.artifact import read_manifest
+from partitioner.deploy.artifact import read_manifest
+from partitioner.deploy.repository import RepositoryError, open_model, scan_repository
 from partitioner.planner import Planner
-from partitioner.repository import (
-    RepositoryError,
-    build_repository,
-    manual_table,
-    open_model,
-    scan_repository,
-)
+from partitioner.publish import build_repository, manual_table
 
 
 @pytest.fixture(scope="module")

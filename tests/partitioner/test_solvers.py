@@ -7,21 +7,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from partitioner.cost import CostModel, LinearCost, StageCosts
 from partitioner.errors import EdgecutError
-from partitioner.network import get_network
-from partitioner.profiles import get_device
-from partitioner.solvers import (
+from partitioner.model.synthetic import random_dag
+from partitioner.pricing.cost import CostModel, LinearCost, StageCosts
+from partitioner.pricing.network import get_network
+from partitioner.pricing.profiles import get_device
+from partitioner.solve import solve
+from partitioner.solve.exhaustive import MAX_FREE_NODES
+from partitioner.solve.problem import (
     CutProblem,
     SolverError,
     get_solver,
     list_solvers,
     make_problem,
     mask_of,
-    solve,
 )
-from partitioner.solvers.exhaustive import MAX_FREE_NODES
-from partitioner.synthetic import random_dag
 
 REL = 1e-9
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import partitioner.zoo as zoo
+import partitioner.model.zoo as zoo
+from partitioner.deploy.split import split_module
 from partitioner.errors import EdgecutError
-from partitioner.split import split_module
 
 REL_TOL = 1e-4
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from partitioner.errors import ConfigError, ModelSpecError
-from partitioner.zoo import ModelEntry, create_model, digits, get_entry, list_models
-from partitioner.zoo.registry import register_model
+from partitioner.model.zoo import ModelEntry, create_model, digits, get_entry, list_models
+from partitioner.model.zoo.registry import register_model
 
 # num_params of torchvision's definitions, as documented on each model's page at
 # pytorch.org/vision (GoogLeNet: the released model, without its auxiliary heads).

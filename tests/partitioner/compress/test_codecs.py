@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from partitioner.codecs import CodecError, get_codec, list_codecs, measure_codec
-from partitioner.cost import CostModel
-from partitioner.network import get_network
-from partitioner.profiles import get_device
+from partitioner.pricing.cost import CostModel
+from partitioner.pricing.network import get_network
+from partitioner.pricing.profiles import get_device
 
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=7)
 DTYPES = ["float32", "float16"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from partitioner.artifact import load_split
 from partitioner.compress import list_methods
 from partitioner.compress.measure import accuracy, cut_bytes
+from partitioner.deploy.artifact import load_split
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 

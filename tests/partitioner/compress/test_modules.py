@@ -10,7 +10,7 @@ from torch import nn
 from partitioner.compress.lowrank import factorize
 from partitioner.compress.modules import modularize, protected_layers
 from partitioner.compress.prune import prune_channels
-from partitioner.split import split_module
+from partitioner.deploy.split import split_module
 
 CASES = [
     ("digits_cnn", "pool2"),

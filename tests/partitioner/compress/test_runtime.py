@@ -10,8 +10,9 @@ import sys
 import pytest
 import torch
 
-from partitioner.artifact import ArtifactError, load_half, load_split
-from partitioner.compress.runtime import PT2E_INT8, x86_lowering_available
+from partitioner.deploy.artifact import load_half, load_split
+from partitioner.deploy.runtimes import PT2E_INT8, x86_lowering_available
+from partitioner.errors import ArtifactError
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -33,7 +34,7 @@ def test_fresh_process_loads_int8_split_without_torchao(compressed) -> None:
     _, out = compressed("int8")
     code = (
         "import sys, torch\n"
-        "from partitioner.artifact import load_split\n"
+        "from partitioner.deploy.artifact import load_split\n"
         f"art = load_split({str(out)!r})\n"
         "y = art.run(torch.zeros(3, 1, 8, 8))[0]\n"
         "print(tuple(y.shape), 'torchao' in sys.modules, art.runtime['head.pt2'])\n"

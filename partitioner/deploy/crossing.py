@@ -1,0 +1,348 @@
+"""The crossing tensors on the wire: how a cut's tensors travel as Open Inference Protocol inputs.
+
+The edge sends each tensor that crosses the cut as one OIP input named after it (the
+manifest's ``crossing`` order). With the ``none`` codec the input is the plain tensor, the
+manifest's dtype and shape with any batch: exactly what a standard client such as
+tritonclient sends. Any other codec (see :mod:`partitioner.codecs`) marks the input with
+parameters, so every request says how to decode it::
+
+    edgecut.codec       registry name of the codec, e.g. "int8"
+    edgecut.shape       shape of the decoded tensor, e.g. "4,64,8,8"
+    edgecut.wire_dtype  numpy dtype of the payload's elements, e.g. "int8"
+    edgecut.params      comma-separated names of the codec's per-frame arrays, e.g. "scale,zero_point"
+
+Each per-frame array travels as its own input named ``<tensor>#<param>`` in its own dtype and
+shape. The payload goes in the wire dtype and the decoded shape when its size says it is not
+compressed, else (a lossless stage such as zstd) as a UINT8 byte stream of shape ``[n]``.
+
+:func:`check_inputs` validates names, dtypes and shapes against the manifest before a byte is
+decoded; :func:`decode_inputs` then rebuilds the float tensors; :func:`encode_inputs` is the
+edge's side. Both sides live here so the format is defined once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from partitioner.codecs import EncodedTensor, get_codec
+from partitioner.errors import EdgecutError
+from partitioner.model.graph import TensorSpec
+
+ParamValue = bool | int | float | str
+
+CODEC_PARAM = "edgecut.codec"
+SHAPE_PARAM = "edgecut.shape"
+WIRE_DTYPE_PARAM = "edgecut.wire_dtype"
+PARAMS_PARAM = "edgecut.params"
+COMPANION_SEPARATOR = "#"  # never in a graph node name (module paths and identifiers)
+
+# Response parameters of an edgecut cloud node: how long the request queued for its batch,
+# what the batch computed, the server's whole handling time, and the batch's size. The edge
+# subtracts server time from the call's time to see the network's share.
+QUEUE_MS_PARAM = "edgecut.queue_ms"
+COMPUTE_MS_PARAM = "edgecut.compute_ms"
+SERVER_MS_PARAM = "edgecut.server_ms"
+BATCH_FRAMES_PARAM = "edgecut.batch_frames"
+
+# Bounds on what a companion array (a per-channel scale) may be: a few numbers per channel.
+_MAX_COMPANIONS = 8
+_WIRE_DTYPES = frozenset(
+    {"float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "int64"}
+)
+
+
+class CrossingError(EdgecutError):
+    """Crossing tensors that do not match the cut's manifest; ``code`` is the gRPC status."""
+
+    def __init__(
+        self, message: str, *, tensor: str | None = None, code: str = "INVALID_ARGUMENT"
+    ) -> None:
+        super().__init__(message)
+        self.tensor = tensor
+        self.code = code
+
+
+@dataclass(frozen=True)
+class WireTensor:
+    """What a request says about one input before its bytes are read."""
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    parameters: Mapping[str, ParamValue] = field(default_factory=dict)
+
+
+def oip_datatype(dtype: np.dtype[Any] | str) -> str:
+    """The protocol's name of a numpy dtype, for messages: float32 -> FP32, int8 -> INT8."""
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return "BOOL"
+    prefix = {"f": "FP", "i": "INT", "u": "UINT"}.get(dt.kind)
+    return f"{prefix}{dt.itemsize * 8}" if prefix else str(dt)
+
+
+def describe(spec: TensorSpec) -> str:
+    """``'layer1.0.relu2' FP32 [-1, 64, 8, 8]``: a crossing tensor as a client must send it."""
+    return f"{spec.name!r} {oip_datatype(spec.dtype)} {[-1, *spec.shape[1:]]}"
+
+
+def companion_name(tensor: str, param: str) -> str:
+    return f"{tensor}{COMPANION_SEPARATOR}{param}"
+
+
+# ------------------------------------------------------------------------ edge side
+
+
+def encode_inputs(
+    tensors: Sequence[np.ndarray], crossing: Sequence[TensorSpec], codec: str
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, ParamValue]]]:
+    """The OIP inputs (in order) and per-input parameters that carry ``tensors`` with ``codec``."""
+    if len(tensors) != len(crossing):
+        raise ValueError(f"{len(tensors)} tensors for a cut that crosses {len(crossing)}")
+    inputs: dict[str, np.ndarray] = {}
+    parameters: dict[str, dict[str, ParamValue]] = {}
+    if codec == "none":
+        for spec, array in zip(crossing, tensors, strict=True):
+            inputs[spec.name] = np.ascontiguousarray(array, dtype=np.dtype(spec.dtype))
+        return inputs, parameters
+    coder = get_codec(codec)
+    for spec, array in zip(crossing, tensors, strict=True):
+        enc = coder.encode(np.ascontiguousarray(array, dtype=np.dtype(spec.dtype)))
+        wire = np.dtype(enc.wire_dtype).newbyteorder("<")
+        if len(enc.payload) == math.prod(enc.shape) * wire.itemsize:
+            payload = np.frombuffer(enc.payload, dtype=wire).reshape(enc.shape)
+        else:  # a lossless stage turned the payload into a byte stream
+            payload = np.frombuffer(enc.payload, dtype=np.uint8)
+        inputs[spec.name] = payload
+        names = sorted(enc.params)
+        parameters[spec.name] = {
+            CODEC_PARAM: enc.codec,
+            SHAPE_PARAM: ",".join(str(d) for d in enc.shape),
+            WIRE_DTYPE_PARAM: np.dtype(enc.wire_dtype).name,
+            PARAMS_PARAM: ",".join(names),
+        }
+        for param in names:
+            inputs[companion_name(spec.name, param)] = np.ascontiguousarray(enc.params[param])
+    return inputs, parameters
+
+
+# ----------------------------------------------------------------------- cloud side
+
+
+def _shape_param(spec: TensorSpec, value: ParamValue | None) -> tuple[int, ...]:
+    if not isinstance(value, str):
+        raise CrossingError(
+            f"input {spec.name!r}: parameter {SHAPE_PARAM} must be a string such as "
+            f"'{','.join(str(d) for d in spec.shape)}', got {value!r}",
+            tensor=spec.name,
+        )
+    try:
+        dims = tuple(int(d) for d in value.split(",")) if value else ()
+    except ValueError:
+        raise CrossingError(
+            f"input {spec.name!r}: parameter {SHAPE_PARAM} must be comma-separated integers, "
+            f"got {value!r}",
+            tensor=spec.name,
+        ) from None
+    return dims
+
+
+def _check_shape(spec: TensorSpec, shape: tuple[int, ...], max_batch: int, what: str) -> int:
+    """The batch of ``shape`` once its other dimensions match the manifest."""
+    expected = [-1, *spec.shape[1:]]
+    if any(d < 0 for d in shape):
+        raise CrossingError(
+            f"input {spec.name!r}: {what} {list(shape)} has a negative dimension; expected "
+            f"{expected} with a concrete batch >= 1 in place of -1",
+            tensor=spec.name,
+        )
+    if len(shape) != len(spec.shape):
+        raise CrossingError(
+            f"input {spec.name!r}: {what} {list(shape)}, expected {expected} (any batch >= 1)",
+            tensor=spec.name,
+        )
+    if tuple(shape[1:]) != tuple(spec.shape[1:]):
+        raise CrossingError(
+            f"input {spec.name!r}: {what} {list(shape)} does not match the cut's {expected}",
+            tensor=spec.name,
+        )
+    batch = shape[0]
+    if batch < 1:
+        raise CrossingError(
+            f"input {spec.name!r}: {what} {list(shape)} has batch {batch}, expected >= 1",
+            tensor=spec.name,
+        )
+    if batch > max_batch:
+        raise CrossingError(
+            f"input {spec.name!r}: batch {batch} exceeds this model's limit of {max_batch}",
+            tensor=spec.name,
+            code="RESOURCE_EXHAUSTED",
+        )
+    return batch
+
+
+def check_inputs(
+    inputs: Sequence[WireTensor],
+    crossing: Sequence[TensorSpec],
+    *,
+    max_batch: int,
+    where: str = "the model",
+) -> int:
+    """Validate a request's inputs against the cut's crossing tensors; returns the batch.
+
+    Checks names (none missing, none unknown), dtypes and shapes, and the codec parameters,
+    using only what the request declares: nothing is decoded yet.
+    """
+    by_name = {t.name: t for t in inputs}
+    expected = ", ".join(describe(s) for s in crossing)
+    allowed: set[str] = set()
+    batches: dict[str, int] = {}
+    for spec in crossing:
+        allowed.add(spec.name)
+        tensor = by_name.get(spec.name)
+        if tensor is None:
+            raise CrossingError(
+                f"missing input {spec.name!r}: {where} takes inputs {expected}", tensor=spec.name
+            )
+        codec = tensor.parameters.get(CODEC_PARAM)
+        if codec is None:
+            if tensor.dtype != np.dtype(spec.dtype):
+                raise CrossingError(
+                    f"input {spec.name!r}: datatype {oip_datatype(tensor.dtype)}, expected "
+                    f"{oip_datatype(spec.dtype)} (or an edgecut codec named in parameter "
+                    f"{CODEC_PARAM})",
+                    tensor=spec.name,
+                )
+            batches[spec.name] = _check_shape(spec, tensor.shape, max_batch, "shape")
+            continue
+        batches[spec.name] = _check_encoded(spec, tensor, by_name, max_batch)
+        for param in _param_names(spec, tensor.parameters):
+            allowed.add(companion_name(spec.name, param))
+    unknown = [t.name for t in inputs if t.name not in allowed]
+    if unknown:
+        raise CrossingError(
+            f"unexpected input {unknown[0]!r}: {where} takes inputs {expected}", tensor=unknown[0]
+        )
+    if len(set(batches.values())) > 1:
+        raise CrossingError(
+            f"inputs disagree on the batch size: {batches}; every input needs the same batch"
+        )
+    return next(iter(batches.values()))
+
+
+def _param_names(spec: TensorSpec, parameters: Mapping[str, ParamValue]) -> list[str]:
+    value = parameters.get(PARAMS_PARAM, "")
+    if not isinstance(value, str):
+        raise CrossingError(
+            f"input {spec.name!r}: parameter {PARAMS_PARAM} must be a comma-separated string, "
+            f"got {value!r}",
+            tensor=spec.name,
+        )
+    names = [p for p in value.split(",") if p]
+    if len(names) > _MAX_COMPANIONS or len(set(names)) != len(names):
+        raise CrossingError(
+            f"input {spec.name!r}: parameter {PARAMS_PARAM} must name at most "
+            f"{_MAX_COMPANIONS} distinct arrays, got {value!r}",
+            tensor=spec.name,
+        )
+    return names
+
+
+def _check_encoded(
+    spec: TensorSpec, tensor: WireTensor, by_name: Mapping[str, WireTensor], max_batch: int
+) -> int:
+    codec = tensor.parameters[CODEC_PARAM]
+    if not isinstance(codec, str):
+        raise CrossingError(
+            f"input {spec.name!r}: parameter {CODEC_PARAM} must be a codec name, got {codec!r}",
+            tensor=spec.name,
+        )
+    try:
+        get_codec(codec)
+    except EdgecutError as exc:
+        raise CrossingError(f"input {spec.name!r}: {exc}", tensor=spec.name) from None
+    shape = _shape_param(spec, tensor.parameters.get(SHAPE_PARAM))
+    batch = _check_shape(spec, shape, max_batch, f"parameter {SHAPE_PARAM}")
+    wire = tensor.parameters.get(WIRE_DTYPE_PARAM)
+    if wire not in _WIRE_DTYPES:
+        raise CrossingError(
+            f"input {spec.name!r}: parameter {WIRE_DTYPE_PARAM} is {wire!r}, expected one of "
+            f"{', '.join(sorted(_WIRE_DTYPES))}",
+            tensor=spec.name,
+        )
+    assert isinstance(wire, str)
+    as_stream = tensor.dtype == np.dtype(np.uint8) and len(tensor.shape) == 1
+    as_tensor = tensor.dtype == np.dtype(wire) and tuple(tensor.shape) == shape
+    if not (as_tensor or as_stream):
+        raise CrossingError(
+            f"input {spec.name!r}: codec {codec!r} payload is {oip_datatype(tensor.dtype)} "
+            f"{list(tensor.shape)}, expected {oip_datatype(wire)} {list(shape)} (or a UINT8 "
+            f"byte stream [n])",
+            tensor=spec.name,
+        )
+    elements = math.prod(shape)
+    for param in _param_names(spec, tensor.parameters):
+        name = companion_name(spec.name, param)
+        companion = by_name.get(name)
+        if companion is None:
+            raise CrossingError(
+                f"input {spec.name!r}: codec {codec!r} names array {param!r} in "
+                f"{PARAMS_PARAM}, but input {name!r} is missing",
+                tensor=spec.name,
+            )
+        if companion.dtype.kind not in "fiu" or math.prod(companion.shape) > max(elements, 64):
+            raise CrossingError(
+                f"input {name!r}: expected a small numeric array (at most one value per "
+                f"element of {spec.name!r}), got {oip_datatype(companion.dtype)} "
+                f"{list(companion.shape)}",
+                tensor=name,
+            )
+    return batch
+
+
+def decode_inputs(
+    arrays: Mapping[str, np.ndarray],
+    parameters: Mapping[str, Mapping[str, ParamValue]],
+    crossing: Sequence[TensorSpec],
+) -> list[np.ndarray]:
+    """The crossing tensors (manifest order, manifest dtype) of inputs that passed check_inputs."""
+    out = []
+    for spec in crossing:
+        array = arrays[spec.name]
+        params = parameters.get(spec.name, {})
+        codec = params.get(CODEC_PARAM)
+        if codec is None:
+            out.append(array)
+            continue
+        assert isinstance(codec, str)
+        shape = _shape_param(spec, params.get(SHAPE_PARAM))
+        enc = EncodedTensor(
+            codec=codec,
+            payload=array.tobytes(),
+            wire_dtype=str(params[WIRE_DTYPE_PARAM]),
+            shape=shape,
+            dtype=spec.dtype,
+            params={p: arrays[companion_name(spec.name, p)] for p in _param_names(spec, params)},
+        )
+        try:
+            decoded = get_codec(codec).decode(enc)
+        except Exception as exc:  # a payload that does not decode is the sender's error
+            raise CrossingError(
+                f"input {spec.name!r}: codec {codec!r} payload does not decode to "
+                f"{oip_datatype(spec.dtype)} {list(shape)}: {type(exc).__name__}: {exc}",
+                tensor=spec.name,
+            ) from None
+        if tuple(decoded.shape) != shape or decoded.dtype != np.dtype(spec.dtype):
+            raise CrossingError(
+                f"input {spec.name!r}: codec {codec!r} payload decoded to "
+                f"{oip_datatype(decoded.dtype)} {list(decoded.shape)}, expected "
+                f"{oip_datatype(spec.dtype)} {list(shape)}",
+                tensor=spec.name,
+            )
+        out.append(decoded)
+    return out

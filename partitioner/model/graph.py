@@ -1,0 +1,177 @@
+"""The graph of a network, as the planner sees it: ops, tensors, and which tensors flow where.
+
+A :class:`Graph` is a tuple of :class:`Node` in topological order, one per ATen op,
+each with its output shape/dtype/bytes per frame (batch 1), FLOPs, parameter bytes,
+producers and consumers. Chains and DAGs (residual adds, inception concatenations,
+several outputs) are the same data structure. A *cut* is a set of node names closed
+under predecessors (:meth:`Graph.close`); :meth:`Graph.crossing` says which tensors
+cross it, the one place that is decided. Nothing here imports torch:
+:mod:`partitioner.model.capture` builds a graph from a torch model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+# Largest batch the exported halves accept; the cloud batcher stays far below it.
+MAX_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op of the network. Sizes are per frame (batch 1)."""
+
+    name: str  # unique, readable: the module path (``layer1.0.conv1``) or path.op
+    op: str  # ATen op name without namespace/overload: ``conv2d``, ``add``, ``input``
+    op_class: str  # one of partitioner.model.ops.OP_CLASSES
+    shape: tuple[int, ...]  # output shape at batch 1; () for a tuple-valued op
+    dtype: str  # torch dtype name of the output ("float32"); "tuple" for tuple-valued ops
+    out_bytes: int  # bytes of the output at batch 1 (what crosses if this node is cut)
+    flops: int
+    param_bytes: int  # parameters and buffers this op reads
+    in_bytes: int  # activation bytes this op reads
+    inputs: tuple[str, ...]  # producer node names, in argument order, without repeats
+    users: tuple[str, ...]  # consumer node names
+    is_output: bool = False  # its value is (part of) the model's output
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A captured network: nodes in topological order plus the graph's boundary."""
+
+    model: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[str, ...]  # the model inputs; always on the edge
+    outputs: tuple[str, ...]  # producers of the model outputs, in output order
+    # Pairs that must sit on the same side: an op returning several tensors and the
+    # getitem that picks one of them (a Python tuple cannot cross the wire).
+    ties: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError("node names must be unique")
+        if tuple(names[: len(self.inputs)]) != tuple(self.inputs):
+            raise ValueError("the graph's inputs must be its first nodes")
+        seen: set[str] = set()
+        for node in self.nodes:
+            if any(p not in seen for p in node.inputs):
+                raise ValueError(f"nodes are not in topological order at {node.name!r}")
+            seen.add(node.name)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {n.name: i for i, n in enumerate(self.nodes)}
+
+    def node(self, name: str) -> Node:
+        try:
+            return self.nodes[self.index[name]]
+        except KeyError:
+            raise KeyError(name) from None
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @cached_property
+    def is_chain(self) -> bool:
+        """Every node feeds only the next one: each topological prefix is the only kind of cut."""
+        for i, node in enumerate(self.nodes[:-1]):
+            if node.users != (self.nodes[i + 1].name,):
+                return False
+        return len(self.inputs) == 1
+
+    def ancestors(self, names: Iterable[str]) -> set[str]:
+        """``names`` and every node they depend on: the smallest closed edge set holding them."""
+        closed: set[str] = set()
+        stack = list(names)
+        while stack:
+            name = stack.pop()
+            if name in closed:
+                continue
+            closed.add(name)
+            stack.extend(self.node(name).inputs)
+        return closed
+
+    def close(self, edge: Iterable[str]) -> frozenset[str]:
+        """Close a set of edge nodes under predecessors, inputs and ties."""
+        closed = self.ancestors([*edge, *self.inputs])
+        while True:
+            extra = {b for a, b in self.ties if a in closed and b not in closed}
+            extra |= {a for a, b in self.ties if b in closed and a not in closed}
+            if not extra:
+                return frozenset(closed)
+            closed = self.ancestors(closed | extra)
+
+    def is_closed(self, edge: Iterable[str]) -> bool:
+        edge = set(edge)
+        if not set(self.inputs) <= edge:
+            return False
+        for name in edge:
+            if any(p not in edge for p in self.node(name).inputs):
+                return False
+        return all((a in edge) == (b in edge) for a, b in self.ties)
+
+    def crossing(self, edge: Iterable[str]) -> list[Node]:
+        """Tensors that cross from edge to cloud, in topological order.
+
+        A tensor crosses when it is produced on the edge and read on the cloud, or
+        when it is a model output computed on the edge while part of the model runs
+        on the cloud: the tail returns every output, so the answer has one place.
+        Nothing crosses for an edge-only cut.
+        """
+        edge = set(edge)
+        if len(edge) == len(self.nodes):
+            return []
+        out = set(self.outputs)
+        return [
+            n
+            for n in self.nodes
+            if n.name in edge and (n.name in out or any(u not in edge for u in n.users))
+        ]
+
+    def prefix_cuts(self) -> list[frozenset[str]]:
+        """The closed cuts made by topological prefixes: one per layer boundary."""
+        cuts: list[frozenset[str]] = []
+        seen: set[frozenset[str]] = set()
+        for i in range(len(self.nodes) + 1):
+            cut = self.close(n.name for n in self.nodes[:i])
+            if cut not in seen:
+                seen.add(cut)
+                cuts.append(cut)
+        return cuts
+
+    def total_flops(self) -> int:
+        return sum(n.flops for n in self.nodes)
+
+    def total_param_bytes(self) -> int:
+        return sum(n.param_bytes for n in self.nodes)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor that crosses the cut (per frame: batch 1)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "bytes": self.bytes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(
+            str(data["name"]),
+            tuple(int(d) for d in data["shape"]),
+            str(data["dtype"]),
+            int(data["bytes"]),
+        )

@@ -1,0 +1,102 @@
+"""Calibration: fitting device presets to published whole-model latencies.
+
+Each :class:`PublishedFigure` is one measured model time on one device, with its
+source. A figure's ``role`` says what it is used for: ``design`` figures are the
+ones the presets must reproduce within ±10%, ``fit`` figures join them in the
+least-squares fit, ``held-out`` figures are never fitted and show how well the
+model predicts networks it was not calibrated on. :func:`fit_device` fits two
+parameters per device (an efficiency scale and the per-op overhead) by
+minimising squared log error; ``benchmarks/calibration.py`` reruns the fit and
+prints every figure's error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from partitioner.model.graph import Graph
+from partitioner.pricing.profiles import DeviceProfile
+
+_RPI_TUTORIAL = (
+    "PyTorch tutorial 'Real Time Inference on Raspberry Pi 4 (30 fps!)', model time per "
+    "frame, Raspberry Pi 4 Model B, 4 threads"
+)
+_TORCH2TRT = "NVIDIA-AI-IOT/torch2trt benchmarks/JETSON_NANO.md, PyTorch fp16 latency, batch 1"
+
+
+@dataclass(frozen=True)
+class PublishedFigure:
+    device: str  # preset name
+    dtype: str  # compute dtype the figure was measured at
+    model: str  # zoo name
+    ms: float  # model time per 224x224 frame, batch 1
+    role: str  # "design" | "fit" | "held-out"
+    source: str
+
+
+FIGURES: tuple[PublishedFigure, ...] = (
+    PublishedFigure("rpi4", "float32", "resnet18", 100.3, "design", _RPI_TUTORIAL),
+    PublishedFigure("rpi4", "int8", "mobilenet_v2", 26.4, "design", _RPI_TUTORIAL + " (qnnpack)"),
+    PublishedFigure("jetson-nano", "float16", "resnet18", 34.7, "design", _TORCH2TRT),
+    # googlenet (198 small ops) pins the per-op overhead that resnet18 alone cannot.
+    PublishedFigure("rpi4", "float32", "googlenet", 132.0, "fit", _RPI_TUTORIAL),
+    PublishedFigure("jetson-nano", "float16", "vgg16", 201.0, "fit", _TORCH2TRT),
+    PublishedFigure("rpi4", "float32", "resnet50", 225.2, "held-out", _RPI_TUTORIAL),
+    PublishedFigure("jetson-nano", "float16", "alexnet", 22.1, "held-out", _TORCH2TRT),
+    PublishedFigure("jetson-nano", "float16", "resnet34", 64.8, "held-out", _TORCH2TRT),
+    PublishedFigure("jetson-nano", "float16", "resnet50", 81.7, "held-out", _TORCH2TRT),
+)
+
+
+def figures_for(device: str, roles: Sequence[str] = ("design", "fit")) -> list[PublishedFigure]:
+    return [f for f in FIGURES if f.device == device and f.role in roles]
+
+
+def predicted_ms(profile: DeviceProfile, graph: Graph, dtype: str) -> float:
+    return profile.graph_ms(graph, dtype)
+
+
+def scaled(profile: DeviceProfile, dtype: str, scale: float, overhead_us: float) -> DeviceProfile:
+    """The profile with ``dtype``'s peak times ``scale`` and the given per-op overhead."""
+    peaks = dict(profile.peak_gflops)
+    peaks[dtype] = peaks[dtype] * scale
+    return replace(profile, peak_gflops=peaks, op_overhead_us=overhead_us)
+
+
+def fit_device(
+    profile: DeviceProfile,
+    dtype: str,
+    figures: Sequence[PublishedFigure],
+    graphs: Mapping[str, Graph],
+    *,
+    fit_overhead: bool = True,
+) -> DeviceProfile:
+    """Fit ``dtype``'s effective peak (and the per-op overhead) to ``figures``.
+
+    Minimises the sum of squared log errors with Nelder–Mead over log-parameters,
+    so neither can go negative.
+    """
+    from scipy.optimize import minimize
+
+    targets = [(graphs[f.model], f.ms) for f in figures if f.dtype == dtype]
+    if not targets:
+        raise ValueError(f"no figures for {profile.name} at {dtype}")
+
+    def loss(theta: Sequence[float]) -> float:
+        scale = math.exp(theta[0])
+        overhead = math.exp(theta[1]) if fit_overhead else profile.op_overhead_us
+        p = scaled(profile, dtype, scale, overhead)
+        return sum(math.log(predicted_ms(p, g, dtype) / ms) ** 2 for g, ms in targets)
+
+    start = [0.0, math.log(max(profile.op_overhead_us, 1.0))]
+    result = minimize(
+        loss,
+        start if fit_overhead else [start[0], 0.0],
+        method="Nelder-Mead",
+        options={"xatol": 1e-6, "fatol": 1e-12, "maxiter": 4000},
+    )
+    scale = math.exp(result.x[0])
+    overhead = math.exp(result.x[1]) if fit_overhead else profile.op_overhead_us
+    return scaled(profile, dtype, scale, overhead)

@@ -1,0 +1,254 @@
+"""The cost of a cut: edge compute, serialisation, transfer, round trip, cloud compute.
+
+:class:`CostModel` prices every node on both devices once, then any cut (the set
+of nodes kept on the edge) in one pass: ``predict(edge)`` gives the breakdown
+the plan reports. For the solvers it exposes the same costs as a
+:class:`LinearCost` (a per-node price for each side, a per-node price for
+crossing, and a constant for using the cloud at all), which is exactly the form
+a min-cut minimises. Latency and energy are linear in 1/bandwidth; throughput is
+the slowest of three pipeline stages and is priced from :class:`StageCosts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from partitioner.codecs import Codec, get_codec
+from partitioner.errors import EdgecutError
+from partitioner.model.graph import Graph
+from partitioner.pricing.network import NetworkProfile
+from partitioner.pricing.profiles import DeviceProfile
+
+OBJECTIVES = ("latency", "energy", "throughput")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What one cut is predicted to cost per frame."""
+
+    edge_ms: float
+    serialize_ms: float  # encode on the edge + decode on the cloud
+    transfer_ms: float  # crossing bytes over the uplink (excludes the RTT)
+    rtt_ms: float
+    cloud_ms: float
+    total_ms: float  # sum of the above: one frame's latency
+    edge_energy_mj: float
+    wire_bytes: int
+    frame_period_ms: float  # the slowest pipeline stage: ms per frame at full throughput
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "edge_ms": self.edge_ms,
+            "transfer_ms": self.transfer_ms,
+            "cloud_ms": self.cloud_ms,
+            "total_ms": self.total_ms,
+            "edge_energy_mj": self.edge_energy_mj,
+            "serialize_ms": self.serialize_ms,
+            "rtt_ms": self.rtt_ms,
+            "wire_bytes": self.wire_bytes,
+            "frame_period_ms": self.frame_period_ms,
+        }
+
+
+@dataclass(frozen=True)
+class LinearCost:
+    """cost(S) = sum edge[S] + sum cloud[not S] + sum cross[crossing(S)] + remote*[cloud used]."""
+
+    edge: np.ndarray  # (n,) price of a node on the edge
+    cloud: np.ndarray  # (n,) price of a node on the cloud
+    cross: np.ndarray  # (n,) price of a node's output crossing the cut
+    remote: float  # paid once when any node runs on the cloud (the round trip)
+
+    def __add__(self, other: LinearCost) -> LinearCost:
+        return LinearCost(
+            self.edge + other.edge,
+            self.cloud + other.cloud,
+            self.cross + other.cross,
+            self.remote + other.remote,
+        )
+
+    def scaled(self, k: float) -> LinearCost:
+        return LinearCost(self.edge * k, self.cloud * k, self.cross * k, self.remote * k)
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    """Per-node times of the three pipeline stages (for the throughput objective)."""
+
+    edge_ms: np.ndarray  # (n,) if the node runs on the edge
+    cloud_ms: np.ndarray  # (n,) if the node runs on the cloud
+    encode_ms: np.ndarray  # (n,) on the edge if the node's output crosses
+    decode_ms: np.ndarray  # (n,) on the cloud if the node's output crosses
+    transfer_ms: np.ndarray  # (n,) on the link if the node's output crosses
+    rtt_ms: float
+
+
+class CostModel:
+    """Prices cuts of one graph between an edge device, a network and a cloud device."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        edge: DeviceProfile,
+        cloud: DeviceProfile,
+        network: NetworkProfile,
+        codec: Codec | str = "none",
+        *,
+        edge_dtype: str | None = None,
+        cloud_dtype: str | None = None,
+    ) -> None:
+        self.graph = graph
+        self.edge = edge
+        self.cloud = cloud
+        self.network = network
+        self.codec = get_codec(codec) if isinstance(codec, str) else codec
+        self.edge_dtype = edge.dtype(edge_dtype)
+        self.cloud_dtype = cloud.dtype(cloud_dtype)
+        nodes = graph.nodes
+        self.edge_node_ms = np.array([edge.node_ms(n, self.edge_dtype) for n in nodes])
+        self.cloud_node_ms = np.array([cloud.node_ms(n, self.cloud_dtype) for n in nodes])
+        raw = np.array([n.out_bytes for n in nodes], dtype=float)
+        self.wire_bytes = np.array(
+            [self.codec.wire_bytes(n.out_bytes, n.shape) for n in nodes], dtype=float
+        )
+        self.encode_ms = np.array([self.codec.encode_ms(b, edge.mem_bandwidth_gbps) for b in raw])
+        self.decode_ms = np.array([self.codec.decode_ms(b, cloud.mem_bandwidth_gbps) for b in raw])
+        self._all = frozenset(graph.index)
+
+    # -- one cut -------------------------------------------------------------------
+    def mask(self, edge_nodes: Iterable[str]) -> np.ndarray:
+        mask = np.zeros(len(self.graph), dtype=bool)
+        for name in edge_nodes:
+            mask[self.graph.index[name]] = True
+        return mask
+
+    def crossing_mask(self, edge_mask: np.ndarray) -> np.ndarray:
+        g = self.graph
+        if edge_mask.all():
+            return np.zeros_like(edge_mask)
+        out = np.zeros_like(edge_mask)
+        for i, node in enumerate(g.nodes):
+            if edge_mask[i] and (
+                node.is_output or any(not edge_mask[g.index[u]] for u in node.users)
+            ):
+                out[i] = True
+        return out
+
+    def predict(self, edge_nodes: Iterable[str], bandwidth_mbps: float | None = None) -> Prediction:
+        edge_mask = self.mask(edge_nodes)
+        return self.predict_mask(edge_mask, bandwidth_mbps)
+
+    def predict_mask(
+        self, edge_mask: np.ndarray, bandwidth_mbps: float | None = None
+    ) -> Prediction:
+        bw = self._bandwidth(bandwidth_mbps)
+        cross = self.crossing_mask(edge_mask)
+        remote = not edge_mask.all()
+        edge_ms = float(self.edge_node_ms[edge_mask].sum())
+        cloud_ms = float(self.cloud_node_ms[~edge_mask].sum())
+        encode_ms = float(self.encode_ms[cross].sum())
+        decode_ms = float(self.decode_ms[cross].sum())
+        wire_bytes = int(self.wire_bytes[cross].sum())
+        transfer_ms = wire_bytes * 8 / (bw * 1e3)
+        rtt_ms = self.network.rtt_ms if remote else 0.0
+        total = edge_ms + encode_ms + transfer_ms + rtt_ms + decode_ms + cloud_ms
+        energy = self._energy_mj(
+            edge_ms + encode_ms, transfer_ms, wire_bytes * 8, rtt_ms + decode_ms + cloud_ms
+        )
+        period = max(edge_ms + encode_ms, transfer_ms, decode_ms + cloud_ms)
+        return Prediction(
+            edge_ms,
+            encode_ms + decode_ms,
+            transfer_ms,
+            rtt_ms,
+            cloud_ms,
+            total,
+            energy,
+            wire_bytes,
+            period,
+        )
+
+    def objective_value(self, prediction: Prediction, objective: str) -> float:
+        if objective == "latency":
+            return prediction.total_ms
+        if objective == "energy":
+            return prediction.edge_energy_mj
+        if objective == "throughput":
+            return prediction.frame_period_ms
+        raise EdgecutError(
+            f"unknown objective {objective!r}: expected one of {', '.join(OBJECTIVES)}"
+        )
+
+    def _energy_mj(
+        self, busy_ms: float, transfer_ms: float, bits: float, waiting_ms: float
+    ) -> float:
+        # W * ms = mJ; nJ/bit * bit * 1e-6 = mJ; mW * ms * 1e-3 = mJ.
+        net = self.network
+        return (
+            self.edge.active_power_w * busy_ms
+            + self.edge.idle_power_w * (transfer_ms + waiting_ms)
+            + net.radio_nj_per_bit * bits * 1e-6
+            + net.radio_base_mw * transfer_ms * 1e-3
+        )
+
+    def _bandwidth(self, bandwidth_mbps: float | None) -> float:
+        bw = self.network.uplink_mbps if bandwidth_mbps is None else bandwidth_mbps
+        if not bw > 0:
+            raise EdgecutError(f"bandwidth must be > 0 Mbit/s, got {bw}")
+        return bw
+
+    # -- all cuts at once (for the solvers) -------------------------------------------
+    def linear_parts(self, objective: str) -> tuple[LinearCost, LinearCost]:
+        """(fixed, per_inverse_mbps): cost at bandwidth B is ``fixed + per_inverse_mbps / B``."""
+        bits = self.wire_bytes * 8
+        transfer_ms_at_1mbps = bits / 1e3  # ms to send these bits at 1 Mbit/s
+        zeros = np.zeros(len(self.graph))
+        rtt = self.network.rtt_ms
+        if objective == "latency":
+            fixed = LinearCost(
+                self.edge_node_ms, self.cloud_node_ms, self.encode_ms + self.decode_ms, rtt
+            )
+            per = LinearCost(zeros, zeros, transfer_ms_at_1mbps, 0.0)
+            return fixed, per
+        if objective == "energy":
+            p_act, p_idle = self.edge.active_power_w, self.edge.idle_power_w
+            net = self.network
+            fixed = LinearCost(
+                self.edge_node_ms * p_act,
+                self.cloud_node_ms * p_idle,
+                self.encode_ms * p_act
+                + self.decode_ms * p_idle
+                + net.radio_nj_per_bit * bits * 1e-6,
+                rtt * p_idle,
+            )
+            per = LinearCost(
+                zeros, zeros, transfer_ms_at_1mbps * (p_idle + net.radio_base_mw * 1e-3), 0.0
+            )
+            return fixed, per
+        raise EdgecutError(
+            f"objective {objective!r} is not linear in the cut; expected latency or energy"
+        )
+
+    def linear(self, objective: str, bandwidth_mbps: float | None = None) -> LinearCost:
+        fixed, per = self.linear_parts(objective)
+        return fixed + per.scaled(1.0 / self._bandwidth(bandwidth_mbps))
+
+    def stages(self, bandwidth_mbps: float | None = None) -> StageCosts:
+        bw = self._bandwidth(bandwidth_mbps)
+        return StageCosts(
+            self.edge_node_ms,
+            self.cloud_node_ms,
+            self.encode_ms,
+            self.decode_ms,
+            self.wire_bytes * 8 / (bw * 1e3),
+            self.network.rtt_ms,
+        )
+
+    def edge_only(self) -> frozenset[str]:
+        return self._all
+
+    def cloud_only(self) -> frozenset[str]:
+        return frozenset(self.graph.inputs)

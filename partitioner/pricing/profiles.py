@@ -1,0 +1,276 @@
+"""Device profiles: how long each node takes on a named device, and what it draws.
+
+A preset is a calibrated roofline per op class: a node takes a fixed per-op
+overhead plus the larger of its compute time (FLOPs over the dtype's peak times
+the op class's efficiency) and its memory time (bytes moved over memory
+bandwidth). A handful of parameters per device, fitted to published figures
+(see :data:`CALIBRATION`), not one per model. ``host`` is measured on this
+machine instead (:mod:`partitioner.pricing.host`).
+
+    >>> profile = get_device("rpi4")
+    >>> profile.node_ms(node, "float32")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from partitioner.errors import EdgecutError
+from partitioner.model.graph import Graph, Node
+from partitioner.model.ops import OP_CLASSES
+from partitioner.registry import Registry
+
+# Compute dtypes a profile can price. Bytes moved scale with the element size.
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+# Op classes that cost nothing at run time (metadata-only views, the input itself).
+FREE_CLASSES = frozenset({"view", "input"})
+# Quantized kernels fold batch norm into the convolution's weights and fuse the
+# activation into its epilogue (qnnpack, and PT2E's x86 lowering alike), so at
+# int8 these ops cost nothing of their own.
+FUSED_AT_INT8 = frozenset(
+    {
+        "batch_norm",
+        "_native_batch_norm_legit_no_training",
+        "relu",
+        "relu6",
+        "hardtanh",
+        "clamp",
+        "clamp_min",
+    }
+)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A roofline model of one device running PyTorch (eager) at batch 1."""
+
+    name: str
+    description: str
+    peak_gflops: Mapping[str, float]  # per compute dtype
+    efficiency: Mapping[str, float]  # per op class: achieved fraction of peak
+    mem_bandwidth_gbps: float  # GB/s the ops actually stream at
+    op_overhead_us: float  # fixed cost per executed op (dispatch, kernel launch)
+    default_dtype: str
+    active_power_w: float  # board power while computing
+    idle_power_w: float  # board power while waiting on the network
+    # GEMM kernels tile the output channels: with N channels a dense conv or matmul
+    # reaches N / (N + half) of its efficiency (few channels leave lanes idle).
+    gemm_half_channels: float = 0.0
+    source: str = ""  # where the figures come from
+    measured_ms: Mapping[str, float] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for dtype, peak in self.peak_gflops.items():
+            if dtype not in DTYPE_BYTES:
+                raise ValueError(f"{self.name}: unknown dtype {dtype!r}")
+            if peak <= 0:
+                raise ValueError(f"{self.name}: peak_gflops[{dtype}] must be > 0, got {peak}")
+        for op_class, eff in self.efficiency.items():
+            if op_class not in OP_CLASSES:
+                raise ValueError(f"{self.name}: unknown op class {op_class!r}")
+            if not 0 < eff <= 1:
+                raise ValueError(
+                    f"{self.name}: efficiency[{op_class}] must be in (0, 1], got {eff}"
+                )
+        if self.default_dtype not in self.peak_gflops:
+            raise ValueError(f"{self.name}: default dtype {self.default_dtype} has no peak")
+        if self.mem_bandwidth_gbps <= 0 or self.op_overhead_us < 0:
+            raise ValueError(f"{self.name}: memory bandwidth must be > 0 and overhead >= 0")
+        object.__setattr__(self, "peak_gflops", MappingProxyType(dict(self.peak_gflops)))
+        object.__setattr__(self, "efficiency", MappingProxyType(dict(self.efficiency)))
+
+    def dtype(self, dtype: str | None) -> str:
+        dtype = dtype or self.default_dtype
+        if dtype not in self.peak_gflops:
+            raise EdgecutError(
+                f"device {self.name} has no {dtype} compute; it supports {sorted(self.peak_gflops)}"
+            )
+        return dtype
+
+    def node_ms(self, node: Node, dtype: str | None = None) -> float:
+        """Predicted time of one node at batch 1, in ms."""
+        if self.measured_ms is not None:
+            return float(self.measured_ms.get(node.name, 0.0))
+        if node.op_class in FREE_CLASSES:
+            return 0.0
+        dtype = self.dtype(dtype)
+        if dtype == "int8" and node.op in FUSED_AT_INT8:
+            return 0.0
+        scale = DTYPE_BYTES[dtype] / 4  # graph bytes are counted at float32
+        bytes_moved = (node.in_bytes + node.out_bytes + node.param_bytes) * scale
+        memory_ms = bytes_moved / (self.mem_bandwidth_gbps * 1e6)
+        efficiency = self.efficiency.get(node.op_class, self.efficiency.get("other", 0.1))
+        if node.op_class in ("conv", "matmul") and len(node.shape) >= 2 and self.gemm_half_channels:
+            channels = node.shape[1] if node.op_class == "conv" else node.shape[-1]
+            efficiency *= channels / (channels + self.gemm_half_channels)
+        compute_ms = node.flops / (self.peak_gflops[dtype] * efficiency * 1e6)
+        return self.op_overhead_us / 1e3 + max(compute_ms, memory_ms)
+
+    def graph_ms(self, graph: Graph, dtype: str | None = None) -> float:
+        return sum(self.node_ms(n, dtype) for n in graph.nodes)
+
+    def with_measurements(self, measured_ms: Mapping[str, float]) -> DeviceProfile:
+        """This profile answering from per-node measurements (the ``host`` device)."""
+        return DeviceProfile(
+            **{**self.__dict__, "measured_ms": MappingProxyType(dict(measured_ms))}
+        )
+
+
+_DEVICES: Registry[DeviceProfile] = Registry("device")
+
+
+def register_device(profile: DeviceProfile) -> DeviceProfile:
+    return _DEVICES.add(profile.name, profile)
+
+
+def list_devices() -> list[DeviceProfile]:
+    return _DEVICES.sorted_items()
+
+
+def get_device(name: str) -> DeviceProfile:
+    """A registered preset by name (``host`` is a placeholder until measured)."""
+    return _DEVICES.lookup(name)
+
+
+# Relative efficiencies of op classes on CPUs running PyTorch eager: dense conv and
+# GEMM reach a good fraction of peak; depthwise conv has little reuse per byte;
+# elementwise ops and pooling are bound by memory. Shared by the CPU presets so a
+# device is fitted with its peak, bandwidth and overhead only.
+_CPU_EFFICIENCY = {
+    "conv": 0.60,
+    "dwconv": 0.08,
+    "matmul": 0.50,
+    "norm": 0.15,
+    "elementwise": 0.15,
+    "pool": 0.15,
+    "memory": 0.15,
+    "other": 0.10,
+}
+# The same on GPUs running PyTorch eager (cuDNN): dense conv reaches less of the
+# (much higher) peak at batch 1; everything else is launch- or memory-bound.
+_GPU_EFFICIENCY = {
+    "conv": 0.40,
+    "dwconv": 0.05,
+    "matmul": 0.30,
+    "norm": 0.10,
+    "elementwise": 0.10,
+    "pool": 0.10,
+    "memory": 0.10,
+    "other": 0.05,
+}
+
+# -- presets --------------------------------------------------------------------------
+# Fitted presets: ``peak_gflops`` of the fitted dtype and ``op_overhead_us`` come
+# out of partitioner.pricing.calibration.fit_device on the figures in
+# partitioner.pricing.calibration.FIGURES (rerun: python benchmarks/calibration.py); the
+# other numbers are datasheet values or class constants chosen once.
+
+register_device(
+    DeviceProfile(
+        name="rpi4",
+        description="Raspberry Pi 4 Model B, 4x Cortex-A72 @ 1.5 GHz, PyTorch eager, 4 threads",
+        # Fitted effective peaks: fp32 on resnet18 + googlenet, int8 (qnnpack) on mobilenet_v2.
+        # Datasheet fp32 peak: 4 cores x 1.5 GHz x 16 FLOP/cycle = 96 GFLOP/s.
+        peak_gflops={"float32": 131.909, "int8": 391.766},
+        efficiency=_CPU_EFFICIENCY,
+        mem_bandwidth_gbps=6.0,  # LPDDR4-3200, 32-bit bus: 12.8 GB/s peak, about half achieved
+        op_overhead_us=320.28,  # fitted: per-op dispatch and 4-thread fork/join on A72 cores
+        default_dtype="float32",
+        active_power_w=6.4,  # typical board power under full CPU load
+        idle_power_w=2.7,  # typical idle board power
+        gemm_half_channels=64.0,
+        source="calibrated: PyTorch 'Real Time Inference on Raspberry Pi 4' tutorial",
+    )
+)
+
+_JETSON_NANO = register_device(
+    DeviceProfile(
+        name="jetson-nano",
+        description="Jetson Nano 4 GB, 128-core Maxwell GPU @ 921 MHz, PyTorch eager fp16",
+        # Fitted fp16 effective peak on resnet18 + vgg16; datasheet fp16 472, fp32 236 GFLOP/s.
+        peak_gflops={"float32": 236.0, "float16": 516.448},
+        efficiency=_GPU_EFFICIENCY,
+        mem_bandwidth_gbps=15.0,  # 25.6 GB/s LPDDR4 peak, shared with the CPU
+        op_overhead_us=158.88,  # fitted: kernel launch plus dispatch on the A57 host cores
+        default_dtype="float16",
+        active_power_w=10.0,  # the 10 W power mode
+        idle_power_w=1.5,
+        gemm_half_channels=32.0,
+        source="calibrated: NVIDIA-AI-IOT/torch2trt Jetson Nano benchmarks (PyTorch fp16)",
+    )
+)
+
+register_device(
+    DeviceProfile(
+        name="jetson-orin-nano",
+        description="Jetson Orin Nano 8 GB, 1024-core Ampere GPU @ 625 MHz, PyTorch eager fp16",
+        # Not calibrated against a published figure: the Jetson Nano fit scaled by datasheet
+        # ratios (fp16 peak 2.56 vs 0.472 TFLOP/s, memory 68 vs 25.6 GB/s, host CPU ~2.5x faster).
+        peak_gflops={
+            "float32": _JETSON_NANO.peak_gflops["float16"] * 1280.0 / 472.0,
+            "float16": _JETSON_NANO.peak_gflops["float16"] * 2560.0 / 472.0,
+        },
+        efficiency=_GPU_EFFICIENCY,
+        mem_bandwidth_gbps=_JETSON_NANO.mem_bandwidth_gbps * 68.0 / 25.6,
+        op_overhead_us=_JETSON_NANO.op_overhead_us / 2.5,
+        default_dtype="float16",
+        active_power_w=15.0,
+        idle_power_w=3.0,
+        gemm_half_channels=32.0,
+        source="derived: Jetson Nano fit scaled by datasheet ratios (uncalibrated)",
+    )
+)
+
+register_device(
+    DeviceProfile(
+        name="x86-server",
+        description="2-socket x86 server, 2x 20 cores @ 2.5 GHz with AVX-512, PyTorch eager fp32",
+        # Datasheet: 40 cores x 2.5 GHz x 32 FLOP/cycle = 3.2 TFLOP/s fp32; int8 VNNI 4x.
+        peak_gflops={"float32": 3200.0, "int8": 12800.0},
+        efficiency=_CPU_EFFICIENCY,
+        mem_bandwidth_gbps=200.0,  # 12 channels DDR4-2933, about 70% achieved
+        op_overhead_us=20.0,  # eager dispatch plus OpenMP fork/join on many cores
+        default_dtype="float32",
+        active_power_w=400.0,
+        idle_power_w=150.0,
+        gemm_half_channels=64.0,
+        source="datasheet (uncalibrated)",
+    )
+)
+
+register_device(
+    DeviceProfile(
+        name="a100",
+        description="NVIDIA A100 40 GB SXM, PyTorch eager fp16 on tensor cores",
+        # Datasheet: fp32 19.5 TFLOP/s, fp16 tensor 312 TFLOP/s, int8 624 TOPS.
+        peak_gflops={"float32": 19500.0, "float16": 312000.0, "int8": 624000.0},
+        efficiency=_GPU_EFFICIENCY,
+        mem_bandwidth_gbps=1555.0,
+        op_overhead_us=10.0,  # kernel launch from a fast host: eager PyTorch is launch-bound
+        default_dtype="float16",
+        active_power_w=400.0,
+        idle_power_w=60.0,
+        gemm_half_channels=32.0,
+        source="datasheet (uncalibrated)",
+    )
+)
+
+# ``host`` is measured on this machine when a command needs it (partitioner.pricing.host);
+# the roofline numbers below only describe it for `edgecut devices`.
+register_device(
+    DeviceProfile(
+        name="host",
+        description="this machine, measured per node (warmed, median of repeats)",
+        peak_gflops={"float32": 100.0, "int8": 400.0},
+        efficiency=_CPU_EFFICIENCY,
+        mem_bandwidth_gbps=10.0,
+        op_overhead_us=10.0,
+        default_dtype="float32",
+        active_power_w=65.0,
+        idle_power_w=15.0,
+        gemm_half_channels=64.0,
+        source="measured on this host",
+    )
+)
