@@ -15,7 +15,7 @@ import torch
 import partitioner.model.zoo as zoo
 from partitioner.model.capture import capture
 from partitioner.pricing.calibration import FIGURES, figures_for, fit_device
-from partitioner.pricing.profiles import get_device
+from partitioner.pricing.profiles import DEVICES
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     }
     fitted = {}
     for device in sorted({f.device for f in FIGURES}):
-        profile = get_device(device)
+        profile = DEVICES.get(device)
         for dtype in sorted({f.dtype for f in FIGURES if f.device == device}, reverse=True):
             with_overhead = dtype == profile.default_dtype  # other dtypes share the overhead
             profile = fit_device(
@@ -43,7 +43,7 @@ def main() -> None:
     )
     for f in FIGURES:
         got = fitted[f.device].graph_ms(graphs[f.model], f.dtype)
-        shipped = get_device(f.device).graph_ms(graphs[f.model], f.dtype)
+        shipped = DEVICES.get(f.device).graph_ms(graphs[f.model], f.dtype)
         print(
             f"{f.device:<13}{f.dtype:<9}{f.model:<14}{f.role:<10}{f.ms:>10.1f}{got:>10.1f}"
             f"{(got / f.ms - 1) * 100:>+7.1f}%{shipped:>10.1f}{(shipped / f.ms - 1) * 100:>+7.1f}%"

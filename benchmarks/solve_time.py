@@ -16,11 +16,11 @@ import partitioner.model.zoo as zoo
 from partitioner.model.capture import capture
 from partitioner.model.synthetic import random_dag
 from partitioner.pricing.cost import CostModel
-from partitioner.pricing.network import get_network
-from partitioner.pricing.profiles import get_device
+from partitioner.pricing.network import NETWORKS
+from partitioner.pricing.profiles import DEVICES
 from partitioner.solve import solve
 from partitioner.solve.breakpoints import build_table
-from partitioner.solve.problem import get_solver, make_problem
+from partitioner.solve.problem import SOLVERS, make_problem
 
 
 def timed(fn, repeats: int) -> float:
@@ -40,11 +40,11 @@ def main() -> None:
     for name in ("resnet18", "resnet50", "googlenet", "mobilenet_v2"):
         cap = capture(zoo.create_model(name), torch.randn(1, 3, 224, 224), name=name)
         cost = CostModel(
-            cap.graph, get_device("jetson-nano"), get_device("a100"), get_network("lte"), "int8"
+            cap.graph, DEVICES.get("jetson-nano"), DEVICES.get("a100"), NETWORKS.get("lte"), "int8"
         )
         for solver in ("mincut", "chain"):
             problem = make_problem(cost, "latency", 8.0)
-            fn = get_solver(solver)
+            fn = SOLVERS.get(solver)
             ms = timed(lambda fn=fn, problem=problem: fn(problem), 30)
             goal = "20 ms" if solver == "mincut" and name in ("resnet50", "googlenet") else ""
             print(
@@ -71,11 +71,15 @@ def main() -> None:
     rng = np.random.default_rng(0)
     graph = random_dag(2000, rng, max_fan_in=3, window=8)
     cost = CostModel(
-        graph, get_device("jetson-orin-nano"), get_device("x86-server"), get_network("wifi"), "int8"
+        graph,
+        DEVICES.get("jetson-orin-nano"),
+        DEVICES.get("x86-server"),
+        NETWORKS.get("wifi"),
+        "int8",
     )
     for bw in (1.0, 3.0, 10.0, 100.0):
         problem = make_problem(cost, "latency", bw)
-        ms = timed(lambda problem=problem: get_solver("mincut")(problem), 5)
+        ms = timed(lambda problem=problem: SOLVERS.get("mincut")(problem), 5)
         cut = solve(cost, "latency", "mincut", bw)
         on_edge = len(cut.edge_nodes)
         print(

@@ -21,9 +21,9 @@ from partitioner.model.capture import capture
 def main(names: list[str]) -> None:
     torch.set_num_threads(2)
     print(f"{'model':<14}{'cuts':>6}{'multi-tensor':>14}{'max rel err':>14}{'seconds':>10}")
-    for name in names or [e.name for e in zoo.list_models()]:
+    for name in names or [e.name for e in zoo.MODELS.list()]:
         start = time.perf_counter()
-        entry = zoo.get_entry(name)
+        entry = zoo.MODELS.get(name)
         model = zoo.create_model(name)
         cap = capture(model, torch.randn(entry.input_shape), name=name)
         x = torch.randn((2, *entry.input_shape[1:]), generator=torch.Generator().manual_seed(0))

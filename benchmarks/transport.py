@@ -245,8 +245,8 @@ def identity_repository(root: Path) -> Path:
     from partitioner.deploy.artifact import write_split
     from partitioner.model.capture import capture
     from partitioner.pricing.cost import CostModel
-    from partitioner.pricing.network import get_network
-    from partitioner.pricing.profiles import get_device
+    from partitioner.pricing.network import NETWORKS
+    from partitioner.pricing.profiles import DEVICES
     from partitioner.solve.plan import evaluate_cut
 
     class Identity(nn.Module):
@@ -257,7 +257,7 @@ def identity_repository(root: Path) -> Path:
         name = "id_" + label.replace(" ", "").lower()
         cap = capture(Identity(), torch.zeros(1, nbytes // 4), name=name)
         cost = CostModel(
-            cap.graph, get_device("rpi4"), get_device("x86-server"), get_network("lte")
+            cap.graph, DEVICES.get("rpi4"), DEVICES.get("x86-server"), NETWORKS.get("lte")
         )
         plan = evaluate_cut(cost, cap.graph.inputs[0])
         write_split(cap, plan, root / name / "1")

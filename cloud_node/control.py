@@ -61,10 +61,10 @@ class _Abort(Exception):
 def _tensor_spec(spec: Any, codec: str) -> cpb.TensorSpec:
     wire = spec.bytes
     if codec != "none":
-        from partitioner.codecs import get_codec
+        from partitioner.codecs import CODECS
 
         try:
-            wire = get_codec(codec).wire_bytes(spec.bytes, spec.shape)
+            wire = CODECS.get(codec).wire_bytes(spec.bytes, spec.shape)
         except EdgecutError:
             wire = 0
     return cpb.TensorSpec(
@@ -77,10 +77,10 @@ def _tensor_spec(spec: Any, codec: str) -> cpb.TensorSpec:
 
 
 def _codec_message(name: str) -> cpb.Codec:
-    from partitioner.codecs import get_codec
+    from partitioner.codecs import CODECS
 
     try:
-        wire = get_codec(name).encode(np.zeros((1, 1, 1, 1), dtype=np.float32)).wire_dtype
+        wire = CODECS.get(name).encode(np.zeros((1, 1, 1, 1), dtype=np.float32)).wire_dtype
         wire_datatype = crossing.oip_datatype(wire)
     except EdgecutError:
         wire_datatype = ""

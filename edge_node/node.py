@@ -171,9 +171,9 @@ class EdgeNode:
         entry = model.entry
         self.codec = cfg.codec or entry.codec
         if self.codec != "none":
-            from partitioner.codecs import get_codec
+            from partitioner.codecs import CODECS
 
-            get_codec(self.codec)
+            CODECS.get(self.codec)
         if cfg.adaptive and not entry.bands:
             raise EdgecutError(
                 f"model {entry.name!r} has no breakpoint table: --adaptive needs a repository "

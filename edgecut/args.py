@@ -111,18 +111,18 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
 
 
 def make_planner(args: argparse.Namespace) -> Any:
-    from partitioner.codecs import get_codec
+    from partitioner.codecs import CODECS
     from partitioner.model.spec import parse_input_shape
     from partitioner.planner import Planner
     from partitioner.pricing.network import resolve_network
-    from partitioner.pricing.profiles import get_device
+    from partitioner.pricing.profiles import DEVICES
 
     shape = parse_input_shape(args.input_shape) if args.input_shape else None
     network = resolve_network(args.network)
-    get_codec(args.codec)
+    CODECS.get(args.codec)
     for name in (args.edge, args.cloud):
         if name != "host":
-            get_device(name)
+            DEVICES.get(name)
     return Planner.create(
         args.model,
         edge=args.edge,

@@ -77,19 +77,7 @@ class Codec:
         return self.decode_passes * raw_bytes / (mem_bandwidth_gbps * 1e6)
 
 
-_CODECS: Registry[Codec] = Registry("codec")
-
-
-def register_codec(codec: Codec) -> Codec:
-    return _CODECS.add(codec.name, codec)
-
-
-def get_codec(name: str) -> Codec:
-    return _CODECS.lookup(name)
-
-
-def list_codecs() -> list[Codec]:
-    return _CODECS.sorted_items()
+CODECS: Registry[Codec] = Registry("codec")
 
 
 def _raw_encode(codec: str, wire: str) -> Callable[[np.ndarray], EncodedTensor]:
@@ -150,7 +138,7 @@ def int8_decode(enc: EncodedTensor) -> np.ndarray:
     return ((q - zero_point) * scale).astype(enc.dtype, copy=False)
 
 
-register_codec(
+CODECS.register(
     Codec(
         "none",
         _raw_encode("none", "float32"),
@@ -162,7 +150,7 @@ register_codec(
         description="float32 as is",
     )
 )
-register_codec(
+CODECS.register(
     Codec(
         "fp16",
         _raw_encode("fp16", "float16"),
@@ -173,7 +161,7 @@ register_codec(
         description="IEEE half precision",
     )
 )
-register_codec(
+CODECS.register(
     Codec(
         "int8",
         int8_encode,
@@ -369,9 +357,9 @@ def _staged(base: Codec, coder: _Coder, name: str) -> Codec:
 
 
 for _coder in _CODERS.values():
-    register_codec(_staged(_CODECS["none"], _coder, _coder.name))
+    CODECS.register(_staged(CODECS.get("none"), _coder, _coder.name))
     for _base in ("fp16", "int8"):
-        register_codec(_staged(_CODECS[_base], _coder, f"{_base}+{_coder.name}"))
+        CODECS.register(_staged(CODECS.get(_base), _coder, f"{_base}+{_coder.name}"))
 
 
 # -- pricing a codec on real tensors ----------------------------------------------------
@@ -379,7 +367,7 @@ for _coder in _CODERS.values():
 
 def encoded_bytes(codec: Codec | str, array: np.ndarray) -> int:
     """Bytes ``codec`` puts on the wire for ``array``: payload plus side information."""
-    codec = get_codec(codec) if isinstance(codec, str) else codec
+    codec = CODECS.get(codec) if isinstance(codec, str) else codec
     return codec.encode(array).nbytes
 
 
@@ -397,7 +385,7 @@ def measure_codec(
     in passes over the float32 tensor at ``mem_bandwidth_gbps``, the memory bandwidth
     of the machine measuring, so that the cost model scales them to other devices.
     """
-    codec = get_codec(codec) if isinstance(codec, str) else codec
+    codec = CODECS.get(codec) if isinstance(codec, str) else codec
     raw = payload = 0
     encode_s = decode_s = 0.0
     for frame in frames:

@@ -20,8 +20,8 @@ from partitioner.errors import EdgecutError
 from partitioner.model.capture import CapturedModel, capture
 from partitioner.model.spec import LoadedModel, load_model
 from partitioner.pricing.cost import CostModel
-from partitioner.pricing.network import NetworkProfile, get_network
-from partitioner.pricing.profiles import DeviceProfile, get_device
+from partitioner.pricing.network import NETWORKS, NetworkProfile
+from partitioner.pricing.profiles import DEVICES, DeviceProfile
 from partitioner.solve.breakpoints import BreakpointTable, build_table
 from partitioner.solve.plan import Plan, evaluate_cut, make_plan
 
@@ -32,7 +32,7 @@ def resolve_device(name: str, captured: CapturedModel, *, repeats: int = 10) -> 
         from partitioner.pricing.host import host_profile
 
         return host_profile(captured, repeats=repeats)
-    return get_device(name)
+    return DEVICES.get(name)
 
 
 @dataclass
@@ -63,8 +63,8 @@ class Planner:
         # Validate the cheap arguments before the expensive capture.
         for name in (edge, cloud):
             if name != "host":
-                get_device(name)
-        net = get_network(network) if isinstance(network, str) else network
+                DEVICES.get(name)
+        net = NETWORKS.get(network) if isinstance(network, str) else network
         if bandwidth_mbps is not None:
             net = net.with_bandwidth(bandwidth_mbps)
         if rtt_ms is not None:

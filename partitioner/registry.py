@@ -1,14 +1,21 @@
-"""Named plug-ins: devices, codecs, solvers, zoo models, compression methods, runtimes.
+"""Named plug-ins: devices, networks, codecs, solvers, zoo models, compression methods,
+runtimes and simulator policies all sit in one kind of :class:`Registry`.
 
-Each kind keeps one :class:`Registry`, filled at import time by ``add``. ``lookup`` is
-the user-facing access: a missing name raises an :class:`~partitioner.errors.EdgecutError`
-that lists what exists and the closest match. Reading it as a mapping (``in``, ``[]``,
-iteration in registration order) is for code that checks names itself.
+Each kind keeps one registry as a public constant of the module that defines the kind
+(``DEVICES``, ``CODECS``, ``SOLVERS`` …), filled by ``register`` when the modules holding
+the built-in items are imported (the package's ``__init__`` imports them). Every kind is
+reached the same way::
+
+    DEVICES.register(profile)          # under profile.name; a second "rpi4" is a bug
+    DEVICES.get("rpi4")                # or the user error listing the choices
+    DEVICES.list()                     # every item, sorted by name
+    "rpi4" in DEVICES; DEVICES.names()
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import builtins
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from partitioner.errors import EdgecutError, unknown_name
@@ -16,66 +23,45 @@ from partitioner.errors import EdgecutError, unknown_name
 T = TypeVar("T")
 
 
-class Registry(Mapping[str, T], Generic[T]):
-    """Items of one ``kind`` by name; a second item under a name is a programming error.
+class Registry(Generic[T]):
+    """Items of one ``kind`` by name; a second item under a name is a programming error."""
 
-    ``load`` imports the modules that register the built-in items, for kinds whose
-    modules are heavy to import: it runs the first time a name is missing or the
-    whole list is asked for (``sorted_names``, ``sorted_items``), never on a hit.
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        *,
-        error: type[EdgecutError] = EdgecutError,
-        load: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, kind: str, *, error: type[EdgecutError] = EdgecutError) -> None:
         self.kind = kind
         self._error = error
-        self._load = load
         self._items: dict[str, T] = {}
 
-    def add(self, name: str, item: T) -> T:
-        if name in self._items:
-            raise ValueError(f"{self.kind} {name!r} registered twice")
-        self._items[name] = item
+    def register(self, item: T, name: str | None = None) -> T:
+        """Add ``item`` under ``name`` (default: ``item.name``) and return it."""
+        key = name if name is not None else getattr(item, "name", None)
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"{self.kind} {item!r} has no name to register under")
+        if key in self._items:
+            raise ValueError(f"{self.kind} {key!r} registered twice")
+        self._items[key] = item
         return item
 
-    def lookup(self, name: str) -> T:
+    def get(self, name: str) -> T:
         """The item called ``name``, or the user error naming the choices."""
-        if not self._has(name):
-            self._load_builtins()
-            if not self._has(name):
-                raise unknown_name(self.kind, str(name), self.sorted_names(), self._error)
+        if name not in self:
+            raise unknown_name(self.kind, str(name), self.names(), self._error)
         return self._items[name]
 
-    def _has(self, name: str) -> bool:
+    def list(self) -> builtins.list[T]:
+        """Every item, sorted by name."""
+        return [self._items[name] for name in self.names()]
+
+    def names(self) -> builtins.list[str]:  # `list` is a method here
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
         try:
             return name in self._items
         except TypeError:  # an unhashable name, such as a list from a config file
             return False
 
-    def sorted_names(self) -> list[str]:
-        self._load_builtins()
-        return sorted(self._items)
-
-    def sorted_items(self) -> list[T]:
-        return [self._items[name] for name in self.sorted_names()]
-
-    def _load_builtins(self) -> None:
-        load, self._load = self._load, None  # once, even if a loaded module looks names up
-        if load is not None:
-            try:
-                load()
-            except BaseException:
-                self._load = load  # not loaded: try again next time
-                raise
-
-    def __getitem__(self, name: str) -> T:
-        return self._items[name]
-
     def __iter__(self) -> Iterator[str]:
+        """Names in registration order (``names()`` and ``list()`` sort)."""
         return iter(self._items)
 
     def __len__(self) -> int:

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from simulator import streams
 from simulator.fleet import FleetPlan, GroupPlan
 from simulator.metrics import CameraStats, add_at, add_latencies
-from simulator.policies import FrameContext, get_policy
+from simulator.policies import POLICIES, FrameContext
 from simulator.queues import _stable_sort
 
 FloatArray = NDArray[np.float64]
@@ -238,7 +238,7 @@ class CameraBlock:
         self.opt_cloud = np.array([o.uses_cloud for o in opts])
         self.opt_active_j = np.array([o.active_j for o in opts])
         self.opt_bytes = np.array([o.wire_bytes for o in opts], dtype=np.int64)
-        self.policy = get_policy(group.policy.name)
+        self.policy = POLICIES.get(group.policy.name)
 
     # -- link ------------------------------------------------------------------------
     def _by_curve(self, cams: IntArray, fn: str, t_or_bits: FloatArray) -> FloatArray:

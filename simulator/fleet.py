@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from partitioner.errors import ConfigError, EdgecutError
 from simulator.cuts import CutOption, GroupModel
 from simulator.links import LinkPlan, compile_link
-from simulator.policies import CompiledPolicy, get_policy
+from simulator.policies import POLICIES, CompiledPolicy
 from simulator.scenario import GroupConfig, Scenario, SiteConfig
 
 # Frames per window when the scenario does not set window_s: large enough that per-window
@@ -120,7 +120,7 @@ def _window_edges(scenario: Scenario, frames_per_s: float) -> NDArray[np.float64
 def network_profile(group: GroupConfig, link: LinkPlan) -> Any:
     from partitioner.pricing.network import NETWORKS
 
-    profile = NETWORKS[group.network.profile_name()]
+    profile = NETWORKS.get(group.network.profile_name())
     return profile.with_bandwidth(link.nominal_mbps).with_rtt(link.rtt_s * 1e3)
 
 
@@ -186,7 +186,7 @@ def compile_scenario(
             if group.name in fixed_cuts:
                 policy = CompiledPolicy("fixed", (frozenset(fixed_cuts[group.name]),))
             else:
-                policy = get_policy(policy_config.name).compile(policy_config, model)
+                policy = POLICIES.get(policy_config.name).compile(policy_config, model)
             options = tuple(model.option(cut, max_batch) for cut in policy.cuts)
         except EdgecutError as exc:
             raise _context(scenario, policy_where, exc) from None

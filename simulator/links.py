@@ -107,7 +107,7 @@ def compile_link(config: NetworkConfig, output_bytes: int) -> LinkPlan:
     """The group's :class:`LinkPlan`; ``output_bytes`` is what comes back per frame."""
     from partitioner.pricing.network import NETWORKS
 
-    profile = NETWORKS[config.profile_name()]
+    profile = NETWORKS.get(config.profile_name())
     rtt_ms = config.rtt_ms if config.rtt_ms is not None else profile.rtt_ms
     back_s = rtt_ms / 2e3
     if config.downlink_mbps is not None:

@@ -73,12 +73,9 @@ POLICIES: Registry[Policy] = Registry("policy")
 
 
 def register_policy(cls: type[Policy]) -> type[Policy]:
-    POLICIES.add(cls.name, cls())
+    """Class decorator: register one instance of a policy class under its ``name``."""
+    POLICIES.register(cls())
     return cls
-
-
-def get_policy(name: str) -> Policy:
-    return POLICIES.lookup(name)
 
 
 @register_policy

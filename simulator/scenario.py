@@ -216,9 +216,9 @@ class GroupConfig:
             raise FieldError("input_shape", f"must be positive integers, got {self.input_shape}")
         if self.edge_queue_limit is not None and self.edge_queue_limit < 1:
             raise FieldError("edge_queue_limit", f"must be >= 1, got {self.edge_queue_limit}")
-        from partitioner.codecs import list_codecs
+        from partitioner.codecs import CODECS
 
-        _one_of("codec", self.codec, [c.name for c in list_codecs()])
+        _one_of("codec", self.codec, [c.name for c in CODECS.list()])
 
     @property
     def jitter_s(self) -> float:
@@ -414,7 +414,7 @@ def _policy(data: Any, at: _At) -> PolicyConfig:
     raw = _mapping(data, at, _fields_of(PolicyConfig), required=["name"])
     name = _string(raw["name"], at.child("name"))
     if name in POLICIES:  # parameters of another policy are a mistake, not a no-op
-        allowed = ["name", *POLICIES[name].params]
+        allowed = ["name", *POLICIES.get(name).params]
         _mapping(raw, at, allowed)
     kwargs: dict[str, Any] = {"name": name}
     kwargs |= _opt(raw, "cut_after", _string, at)

@@ -31,7 +31,7 @@ def _captured(name: str, shape: tuple[int, ...] | None):
     import partitioner.model.zoo as zoo
     from partitioner.model.capture import capture
 
-    entry = zoo.get_entry(name)
+    entry = zoo.MODELS.get(name)
     model = zoo.create_model(name)
     input_shape = shape or entry.test_input_shape
     import torch

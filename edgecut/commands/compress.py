@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from edgecut.output import print_json
-    from partitioner.compress import get_method, load_config
+    from partitioner.compress import METHODS, load_config
     from partitioner.compress.compressor import compress
     from partitioner.compress.config import CompressConfig
     from partitioner.errors import EdgecutError
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             f"expected --method {METHODS} (or method: in --config, or a plan from "
             "`edgecut plan --compress`); got none"
         )
-    get_method(method)
+    METHODS.get(method)
     codec = args.codec or config.codec or chosen.get("codec")
     config = CompressConfig(
         method=method,

@@ -14,9 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgecut.output import console, print_json, table
     from partitioner.pricing.network import NETWORKS, packaged_traces
-    from partitioner.pricing.profiles import list_devices
+    from partitioner.pricing.profiles import DEVICES
 
-    devices = list_devices()
+    devices = DEVICES.list()
     if args.json:
         print_json(
             {
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
                         "radio_base_mw": n.radio_base_mw,
                         "source": n.source,
                     }
-                    for n in NETWORKS.values()
+                    for n in NETWORKS.list()
                 ],
                 "traces": sorted(packaged_traces()),
             }
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         table(
             "Networks (--network)",
             ["name", "uplink Mbit/s", "RTT ms", "source"],
-            [[n.name, n.uplink_mbps, n.rtt_ms, n.source] for n in NETWORKS.values()],
+            [[n.name, n.uplink_mbps, n.rtt_ms, n.source] for n in NETWORKS.list()],
             right={1, 2},
         )
     )

@@ -13,9 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgecut.output import console, print_json, table
-    from partitioner.model.zoo import list_models
+    from partitioner.model.zoo import MODELS
 
-    entries = list_models()
+    entries = MODELS.list()
     if args.json:
         print_json(
             {

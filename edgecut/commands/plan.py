@@ -122,13 +122,13 @@ def _search(planner, args: argparse.Namespace):
     import warnings
 
     from edgecut.commands.compress import ProgressBar
-    from partitioner.compress import list_methods, load_config
+    from partitioner.compress import METHODS, load_config
     from partitioner.compress.config import CompressConfig
     from partitioner.compress.search import NONE, search
     from partitioner.errors import EdgecutError
 
     spec = (args.compress or "auto").strip()
-    known = [m.name for m in list_methods()]
+    known = [m.name for m in METHODS.list()]
     if spec == "auto":
         methods = [NONE, *known]
     else:

@@ -23,11 +23,11 @@ def run(args: argparse.Namespace) -> int:
     from partitioner.errors import EdgecutError
     from partitioner.model.capture import capture
     from partitioner.model.spec import load_model, parse_input_shape
-    from partitioner.pricing.profiles import get_device
+    from partitioner.pricing.profiles import DEVICES
 
     if args.repeats < 1:
         raise EdgecutError(f"--repeats must be >= 1, got {args.repeats}")
-    device = get_device(args.device)
+    device = DEVICES.get(args.device)
     shape = parse_input_shape(args.input_shape) if args.input_shape else None
     loaded = load_model(args.model, shape)
     captured = capture(loaded.module, loaded.example_input(), name=loaded.name)

@@ -16,15 +16,15 @@ artifact and a :class:`~partitioner.compress.compressor.CompressionReport`;
 accuracy budget. The feature codecs themselves live in :mod:`partitioner.codecs`.
 """
 
+# The built-in methods register themselves on import.
+from partitioner.compress import distill, lowrank, pipeline, prune, quantize  # noqa: F401
 from partitioner.compress.config import CompressConfig, config_from_dict, load_config
-from partitioner.compress.registry import Method, get_method, list_methods, register_method
+from partitioner.compress.registry import METHODS, Method
 
 __all__ = [
+    "METHODS",
     "CompressConfig",
     "Method",
     "config_from_dict",
-    "get_method",
-    "list_methods",
     "load_config",
-    "register_method",
 ]

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from partitioner.codecs import get_codec
+from partitioner.codecs import CODECS
 from partitioner.compress import measure
 from partitioner.compress.config import CompressConfig
 from partitioner.compress.data import CompressionData, resolve_data
 from partitioner.compress.head import Context, Head, Progress, frozen
 from partitioner.compress.modules import modularize
-from partitioner.compress.registry import get_method
+from partitioner.compress.registry import METHODS
 from partitioner.deploy.artifact import (
     MANIFEST,
     SplitArtifact,
@@ -123,7 +123,7 @@ def start_head(halves: Halves) -> Head:
 
 
 def run_method(method_name: str, config: CompressConfig, head: Head, ctx: Context) -> Head:
-    method = get_method(method_name)
+    method = METHODS.get(method_name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return method.apply(head, ctx, config.for_method(method_name))
@@ -186,9 +186,9 @@ def compress(
     started = time.perf_counter()
     if config.method is None:
         raise EdgecutError("no compression method: pass --method or set method: in --config")
-    method = get_method(config.method)
+    method = METHODS.get(config.method)
     edge = check_plan(captured, plan)
-    codec = get_codec(config.codec or plan.codec)
+    codec = CODECS.get(config.codec or plan.codec)
     out = Path(out_dir)
     halves = split_module(captured, edge)
     if data is None:

@@ -241,15 +241,15 @@ class MixedConfig:
     steps: tuple[Step, ...] = field(default_factory=_default_steps)
 
     def __post_init__(self) -> None:
-        from partitioner.compress.registry import get_method
+        from partitioner.compress.registry import METHODS
 
         if not isinstance(self.steps, tuple) or not self.steps:
             raise FieldError("MixedConfig", "steps", "a non-empty list of methods", self.steps)
         for i, step in enumerate(self.steps):
             if step.method == "mixed":
                 raise FieldError("MixedConfig", f"steps[{i}]", "a method other than mixed", "mixed")
-            _named(step, "method", get_method)
-            method = get_method(step.method)
+            _named(step, "method", METHODS.get)
+            method = METHODS.get(step.method)
             if method.terminal and i != len(self.steps) - 1:
                 raise FieldError(
                     "MixedConfig",
@@ -277,16 +277,16 @@ class CompressConfig:
     sections: Mapping[str, Any] = field(default_factory=dict)  # method name -> its config
 
     def __post_init__(self) -> None:
-        from partitioner.codecs import get_codec
-        from partitioner.compress.registry import get_method
+        from partitioner.codecs import CODECS
+        from partitioner.compress.registry import METHODS
 
         if self.method is not None:
-            _named(self, "method", get_method)
+            _named(self, "method", METHODS.get)
         _int(self, "seed", 0)
         if self.codec is not None:
             if not isinstance(self.codec, str):
                 raise FieldError("CompressConfig", "codec", "a codec name", self.codec)
-            _named(self, "codec", get_codec)
+            _named(self, "codec", CODECS.get)
         if not isinstance(self.data, str) or not self.data:
             raise FieldError(
                 "CompressConfig", "data", "auto, digits, synthetic or a .npz path", self.data
@@ -295,15 +295,15 @@ class CompressConfig:
         _int(self, "eval_samples", 1, optional=True)
         _int(self, "timing_repeats", 1)
         for name, section in self.sections.items():
-            expected = get_method(name).config_type
+            expected = METHODS.get(name).config_type
             if not isinstance(section, expected):
                 raise FieldError("CompressConfig", name, expected.__name__, section)
 
     def for_method(self, name: str) -> Any:
         """The config of method ``name``: its section, else the method's defaults."""
-        from partitioner.compress.registry import get_method
+        from partitioner.compress.registry import METHODS
 
-        method = get_method(name)
+        method = METHODS.get(name)
         return self.sections.get(name) or method.config_type()
 
     def with_method(self, name: str | None) -> CompressConfig:
@@ -350,7 +350,7 @@ def build(cls: type, data: object, where: str) -> Any:
 
 
 def _steps(data: object, where: str) -> tuple[Step, ...]:
-    from partitioner.compress.registry import get_method
+    from partitioner.compress.registry import METHODS
 
     if not isinstance(data, list) or not data:
         raise ConfigError(
@@ -370,7 +370,7 @@ def _steps(data: object, where: str) -> tuple[Step, ...]:
                 f"{_describe(item)}"
             )
         try:
-            method = get_method(str(name))
+            method = METHODS.get(str(name))
         except EdgecutError as exc:
             raise ConfigError(f"{where}[{i}]: {exc}") from None
         steps.append(Step(method.name, build(method.config_type, body, f"{where}[{i}].{name}")))
@@ -383,20 +383,20 @@ def _describe(value: object) -> str:
 
 def config_from_dict(data: object, source: str = "config") -> CompressConfig:
     """A :class:`CompressConfig` from a parsed YAML document; errors name ``source``."""
-    from partitioner.compress.registry import get_method, list_methods
+    from partitioner.compress.registry import METHODS
 
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {_describe(data)}")
-    method_names = [m.name for m in list_methods()]
+    method_names = [m.name for m in METHODS.list()]
     common = {f.name for f in fields(CompressConfig)} - {"sections"}
     sections: dict[str, Any] = {}
     top: dict[str, Any] = {}
     for key, value in data.items():
         key = str(key)
         if key in method_names:
-            sections[key] = build(get_method(key).config_type, value, f"{source}: {key}")
+            sections[key] = build(METHODS.get(key).config_type, value, f"{source}: {key}")
         elif key in common:
             top[key] = value
         else:

@@ -21,7 +21,7 @@ from torch import nn
 from partitioner.compress.config import DistillConfig
 from partitioner.compress.head import Context, Head, TupleOutput, as_tuple
 from partitioner.compress.prune import prune_channels
-from partitioner.compress.registry import Method, register_method
+from partitioner.compress.registry import METHODS, Method
 from partitioner.compress.training import train_student
 from partitioner.errors import ConfigError, EdgecutError
 
@@ -118,7 +118,7 @@ def _structure(head: Head, ctx: Context, config: DistillConfig) -> Head:
     return head.replaced(module, notes={"distill": note})
 
 
-register_method(
+METHODS.register(
     Method(
         "distill",
         DistillConfig,

@@ -20,7 +20,7 @@ from torch import nn
 
 from partitioner.compress.config import LowRankConfig
 from partitioner.compress.head import Context, Head, as_tuple
-from partitioner.compress.registry import Method, register_method
+from partitioner.compress.registry import METHODS, Method
 from partitioner.compress.training import train_student
 from partitioner.errors import EdgecutError
 
@@ -228,7 +228,7 @@ def _structure(head: Head, ctx: Context, config: LowRankConfig) -> Head:
     return head.replaced(module.eval(), notes={"lowrank": note})
 
 
-register_method(
+METHODS.register(
     Method(
         "lowrank",
         LowRankConfig,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from partitioner.codecs import Codec, get_codec
+from partitioner.codecs import CODECS, Codec
 from partitioner.compress.head import as_tuple
 
 HeadFn = Callable[[torch.Tensor], Sequence[torch.Tensor]]
@@ -43,7 +43,7 @@ def accuracy(
     head: HeadFn, tail: TailFn, x: torch.Tensor, y: torch.Tensor, codec: Codec | str = "none"
 ) -> float:
     """Top-1 accuracy in percent of head -> codec -> tail on ``x`` against ``y``."""
-    codec = get_codec(codec) if isinstance(codec, str) else codec
+    codec = CODECS.get(codec) if isinstance(codec, str) else codec
     correct = 0
     with torch.inference_mode():
         for start in range(0, x.shape[0], EVAL_BATCH):
@@ -57,7 +57,7 @@ def cut_bytes(
     head: HeadFn, x: torch.Tensor, codec: Codec | str, *, frames: int = 64
 ) -> tuple[float, float]:
     """(wire bytes, payload bytes) per frame at the cut, averaged over ``frames`` frames."""
-    codec = get_codec(codec) if isinstance(codec, str) else codec
+    codec = CODECS.get(codec) if isinstance(codec, str) else codec
     sample = x[:frames]
     total = payload = 0
     with torch.inference_mode():

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from partitioner.compress.config import MixedConfig
 from partitioner.compress.head import Context, Head
-from partitioner.compress.registry import Method, get_method, register_method
+from partitioner.compress.registry import METHODS, Method
 
 
 def _run(head: Head, ctx: Context, config: MixedConfig, *, trained: bool) -> Head:
     names = [step.method for step in config.steps]
     for i, step in enumerate(config.steps):
-        method = get_method(step.method)
+        method = METHODS.get(step.method)
         stage = ctx.step(f"[{i + 1}/{len(config.steps)}] ")
         head = (method.apply if trained else method.structure)(head, stage, step.config)
     head.notes["mixed"] = {"steps": names}
@@ -30,7 +30,7 @@ def _structure(head: Head, ctx: Context, config: MixedConfig) -> Head:
     return _run(head, ctx, config, trained=False)
 
 
-register_method(
+METHODS.register(
     Method(
         "mixed",
         MixedConfig,

@@ -20,7 +20,7 @@ from torch import nn
 from partitioner.compress.config import PruneConfig
 from partitioner.compress.head import Context, Head, as_tuple
 from partitioner.compress.modules import CHANNEL_LAYERS, layers_of, protected_layers
-from partitioner.compress.registry import Method, register_method
+from partitioner.compress.registry import METHODS, Method
 from partitioner.compress.training import train_student
 from partitioner.errors import EdgecutError
 
@@ -111,7 +111,7 @@ def _structure(head: Head, ctx: Context, config: PruneConfig) -> Head:
     return head.replaced(module, notes={"prune": note})
 
 
-register_method(
+METHODS.register(
     Method(
         "prune",
         PruneConfig,

@@ -23,7 +23,7 @@ from torch import nn
 
 from partitioner.compress.config import Int8Config
 from partitioner.compress.head import Context, Head
-from partitioner.compress.registry import Method, register_method
+from partitioner.compress.registry import METHODS, Method
 from partitioner.deploy.runtimes import PT2E_INT8
 from partitioner.model.graph import MAX_BATCH
 
@@ -117,7 +117,7 @@ def _structure(head: Head, ctx: Context, config: Int8Config) -> Head:
     return head.replaced(head.module, structure=head.structure, runtime=PT2E_INT8, trainable=False)
 
 
-register_method(
+METHODS.register(
     Method(
         "int8",
         Int8Config,

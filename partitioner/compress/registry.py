@@ -26,22 +26,6 @@ class Method:
     terminal: bool = False  # its head cannot be compressed further (an int8 graph)
 
 
-def _load_builtins() -> None:
-    # The built-in methods register themselves on import; torchao and torch-pruning
-    # are imported only when a method runs.
-    from partitioner.compress import distill, lowrank, pipeline, prune, quantize  # noqa: F401
-
-
-_METHODS: Registry[Method] = Registry("compression method", load=_load_builtins)
-
-
-def register_method(method: Method) -> Method:
-    return _METHODS.add(method.name, method)
-
-
-def get_method(name: str) -> Method:
-    return _METHODS.lookup(name)
-
-
-def list_methods() -> list[Method]:
-    return _METHODS.sorted_items()
+# The built-in methods register themselves when ``partitioner.compress`` imports them;
+# torchao and torch-pruning are imported only when a method runs.
+METHODS: Registry[Method] = Registry("compression method")

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from partitioner.codecs import Codec, get_codec, list_codecs, measure_codec
+from partitioner.codecs import CODECS, Codec, measure_codec
 from partitioner.compress import measure
 from partitioner.compress.compressor import make_context, run_method, start_head
 from partitioner.compress.config import CompressConfig
 from partitioner.compress.data import CompressionData, resolve_data
 from partitioner.compress.head import Context, Head, as_tuple
-from partitioner.compress.registry import get_method
+from partitioner.compress.registry import METHODS
 from partitioner.deploy.runtimes import PT2E_INT8
 from partitioner.deploy.split import Halves, split_module
 from partitioner.errors import EdgecutError
@@ -40,7 +40,7 @@ from partitioner.model.capture import capture
 from partitioner.model.graph import Graph, TensorSpec
 from partitioner.planner import Planner
 from partitioner.pricing.cost import CostModel, Prediction
-from partitioner.pricing.profiles import get_device
+from partitioner.pricing.profiles import DEVICES
 from partitioner.solve.plan import Plan
 
 NONE = "none"  # the "method" that leaves the head as it is
@@ -172,8 +172,8 @@ def search(
         raise EdgecutError(f"--accuracy-budget must be >= 0 points, got {accuracy_budget:g}")
     for name in methods:
         if name != NONE:
-            get_method(name)
-    codec_list = [get_codec(c) for c in codecs] if codecs else list_codecs()
+            METHODS.get(name)
+    codec_list = [CODECS.get(c) for c in codecs] if codecs else CODECS.list()
     graph = planner.graph
     cost = planner.cost
     if cost.edge.measured_ms is not None:
@@ -193,7 +193,7 @@ def search(
             eval_samples=config.eval_samples,
         )
     x1 = data.x_val[:1]
-    host_bw = get_device("host").mem_bandwidth_gbps
+    host_bw = DEVICES.get("host").mem_bandwidth_gbps
     int8_ok = "int8" in cost.edge.peak_gflops
 
     def report(task: str, done: int, total: int) -> None:
@@ -211,7 +211,7 @@ def search(
         halves = split_module(planner.captured, edge)
         ctx = make_context(planner.captured, halves, data, seed=config.seed)
         crossing = graph.crossing(edge)
-        usable = [get_codec(NONE)] if not crossing else codec_list
+        usable = [CODECS.get(NONE)] if not crossing else codec_list
         costs: dict[str, tuple[CostModel, Prediction]] = {}
         frames = _frames(ctx, halves.head) if crossing else []
         for codec in usable:
@@ -233,7 +233,7 @@ def search(
                 edge_ms = costs[usable[0].name][1].edge_ms
             else:
                 try:
-                    head = get_method(method).structure(
+                    head = METHODS.get(method).structure(
                         start_head(halves), ctx, config.for_method(method)
                     )
                     if head.runtime == PT2E_INT8 and not int8_ok:

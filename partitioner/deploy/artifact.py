@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from partitioner.deploy.files import sha256_file, write_json_atomic
-from partitioner.deploy.runtimes import get_runtime
+from partitioner.deploy.runtimes import RUNTIMES
 from partitioner.deploy.split import Halves, placeholder_name, split_module
 from partitioner.errors import ArtifactError, EdgecutError
 from partitioner.model.capture import CapturedModel
@@ -265,7 +265,7 @@ def _load_half(
     path: Path, runtime: str | None, example: tuple[torch.Tensor, ...]
 ) -> tuple[nn.Module, str]:
     _refuse_pickles(path)
-    handler = get_runtime(runtime) if runtime else None
+    handler = RUNTIMES.get(runtime) if runtime else None
     if handler is not None:
         handler.register_ops()
     try:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from partitioner.codecs import EncodedTensor, get_codec
+from partitioner.codecs import CODECS, EncodedTensor
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import TensorSpec
 
@@ -110,7 +110,7 @@ def encode_inputs(
         for spec, array in zip(crossing, tensors, strict=True):
             inputs[spec.name] = np.ascontiguousarray(array, dtype=np.dtype(spec.dtype))
         return inputs, parameters
-    coder = get_codec(codec)
+    coder = CODECS.get(codec)
     for spec, array in zip(crossing, tensors, strict=True):
         enc = coder.encode(np.ascontiguousarray(array, dtype=np.dtype(spec.dtype)))
         wire = np.dtype(enc.wire_dtype).newbyteorder("<")
@@ -263,7 +263,7 @@ def _check_encoded(
             tensor=spec.name,
         )
     try:
-        get_codec(codec)
+        CODECS.get(codec)
     except EdgecutError as exc:
         raise CrossingError(f"input {spec.name!r}: {exc}", tensor=spec.name) from None
     shape = _shape_param(spec, tensor.parameters.get(SHAPE_PARAM))
@@ -330,7 +330,7 @@ def decode_inputs(
             params={p: arrays[companion_name(spec.name, p)] for p in _param_names(spec, params)},
         )
         try:
-            decoded = get_codec(codec).decode(enc)
+            decoded = CODECS.get(codec).decode(enc)
         except Exception as exc:  # a payload that does not decode is the sender's error
             raise CrossingError(
                 f"input {spec.name!r}: codec {codec!r} payload does not decode to "

@@ -46,14 +46,6 @@ class Runtime:
 RUNTIMES: Registry[Runtime] = Registry("runtime", error=ArtifactError)
 
 
-def register_runtime(runtime: Runtime) -> Runtime:
-    return RUNTIMES.add(runtime.name, runtime)
-
-
-def get_runtime(name: str) -> Runtime:
-    return RUNTIMES.lookup(name)
-
-
 PT2E_INT8 = "pt2e-int8"
 
 _X86 = {"x86_64", "amd64", "i386", "i686"}
@@ -133,4 +125,4 @@ def _prepare(module: nn.Module, example: tuple[torch.Tensor, ...]) -> tuple[nn.M
     return lowered, f"int8 lowered to oneDNN kernels (x86, {kernels} int8 ops)"
 
 
-register_runtime(Runtime(PT2E_INT8, _register_ops, _prepare))
+RUNTIMES.register(Runtime(PT2E_INT8, _register_ops, _prepare))

@@ -105,9 +105,9 @@ def load_model(spec: str, input_shape: tuple[int, ...] | None = None) -> LoadedM
         raise ModelSpecError(f"expected --model as {SPEC_FORMS}; got an empty string")
 
     if ":" not in spec:
-        from partitioner.model.zoo import create_model, get_entry, list_models  # only when used
+        from partitioner.model.zoo import MODELS, create_model  # only when used
 
-        if spec not in {entry.name for entry in list_models()}:
+        if spec not in {entry.name for entry in MODELS.list()}:
             if _looks_like_path(spec):
                 raise ModelSpecError(
                     f"expected path/to/file.py:factory; got {spec!r} (no ':factory' after the file)"
@@ -116,7 +116,7 @@ def load_model(spec: str, input_shape: tuple[int, ...] | None = None) -> LoadedM
                 raise ModelSpecError(
                     f"expected pkg.module:factory; got {spec!r} (no ':factory' after the module)"
                 )
-        entry = get_entry(spec)  # an unknown name raises, listing the zoo
+        entry = MODELS.get(spec)  # an unknown name raises, listing the zoo
         return LoadedModel(
             name=entry.name,
             module=create_model(entry.name),

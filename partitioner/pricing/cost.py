@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from partitioner.codecs import Codec, get_codec
+from partitioner.codecs import CODECS, Codec
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import Graph
 from partitioner.pricing.network import NetworkProfile
@@ -104,7 +104,7 @@ class CostModel:
         self.edge = edge
         self.cloud = cloud
         self.network = network
-        self.codec = get_codec(codec) if isinstance(codec, str) else codec
+        self.codec = CODECS.get(codec) if isinstance(codec, str) else codec
         self.edge_dtype = edge.dtype(edge_dtype)
         self.cloud_dtype = cloud.dtype(cloud_dtype)
         nodes = graph.nodes

@@ -17,7 +17,7 @@ import torch
 import torch.fx as fx
 
 from partitioner.model.capture import CapturedModel
-from partitioner.pricing.profiles import DeviceProfile, get_device
+from partitioner.pricing.profiles import DEVICES, DeviceProfile
 
 
 @dataclass(frozen=True)
@@ -76,4 +76,4 @@ def measure_host(
 def host_profile(captured: CapturedModel, *, repeats: int = 10) -> DeviceProfile:
     """The ``host`` preset answering with this machine's measured node times."""
     measurement = measure_host(captured, repeats=repeats)
-    return get_device("host").with_measurements(measurement.node_ms)
+    return DEVICES.get("host").with_measurements(measurement.node_ms)

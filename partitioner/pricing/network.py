@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from partitioner.errors import EdgecutError, did_you_mean, unknown_name
+from partitioner.errors import EdgecutError, did_you_mean
+from partitioner.registry import Registry
 
 MAHIMAHI_PACKET_BYTES = 1500  # every line of a Mahimahi trace is one MTU-sized delivery
 
@@ -228,49 +229,40 @@ class NetworkProfile:
 _NEUROSURGEON = "average uplink measured by Kang et al., Neurosurgeon, ASPLOS'17"
 _HUANG = "radio power model of Huang et al., MobiSys'12"
 
-NETWORKS: dict[str, NetworkProfile] = {
-    n.name: n
-    for n in (
-        NetworkProfile(
-            "3g", 1.1, 150.0, 868.98, 817.88, f"{_NEUROSURGEON}; RTT typical of UMTS; {_HUANG} (3G)"
-        ),
-        NetworkProfile(
-            "lte",
-            5.85,
-            60.0,
-            438.39,
-            1288.04,
-            f"{_NEUROSURGEON}; RTT typical of LTE to a regional cloud; {_HUANG} (LTE)",
-        ),
-        NetworkProfile(
-            "wifi",
-            18.88,
-            10.0,
-            283.17,
-            132.86,
-            f"{_NEUROSURGEON}; RTT typical of Wi-Fi to a nearby server; {_HUANG} (Wi-Fi)",
-        ),
-        NetworkProfile(
-            "5g",
-            50.0,
-            20.0,
-            438.39,
-            1288.04,
-            "assumed mid-band 5G uplink and RTT; radio model taken as LTE's (no "
-            "published 5G fit used)",
-        ),
-        NetworkProfile(
-            "ethernet", 1000.0, 0.5, 0.0, 0.0, "gigabit LAN to an on-premises server; no radio"
-        ),
-    )
-}
-
-
-def get_network(name: str) -> NetworkProfile:
-    try:
-        return NETWORKS[name]
-    except KeyError:
-        raise unknown_name("network", name, NETWORKS) from None
+NETWORKS: Registry[NetworkProfile] = Registry("network")
+for _preset in (
+    NetworkProfile(
+        "3g", 1.1, 150.0, 868.98, 817.88, f"{_NEUROSURGEON}; RTT typical of UMTS; {_HUANG} (3G)"
+    ),
+    NetworkProfile(
+        "lte",
+        5.85,
+        60.0,
+        438.39,
+        1288.04,
+        f"{_NEUROSURGEON}; RTT typical of LTE to a regional cloud; {_HUANG} (LTE)",
+    ),
+    NetworkProfile(
+        "wifi",
+        18.88,
+        10.0,
+        283.17,
+        132.86,
+        f"{_NEUROSURGEON}; RTT typical of Wi-Fi to a nearby server; {_HUANG} (Wi-Fi)",
+    ),
+    NetworkProfile(
+        "5g",
+        50.0,
+        20.0,
+        438.39,
+        1288.04,
+        "assumed mid-band 5G uplink and RTT; radio model taken as LTE's (no published 5G fit used)",
+    ),
+    NetworkProfile(
+        "ethernet", 1000.0, 0.5, 0.0, 0.0, "gigabit LAN to an on-premises server; no radio"
+    ),
+):
+    NETWORKS.register(_preset)
 
 
 def resolve_network(spec: str) -> NetworkProfile:
@@ -279,10 +271,10 @@ def resolve_network(spec: str) -> NetworkProfile:
     A trace borrows the LTE preset's RTT and radio model; override with --rtt-ms.
     """
     if spec in NETWORKS:
-        return NETWORKS[spec]
+        return NETWORKS.get(spec)
     if spec in packaged_traces() or Path(spec).is_file():
         trace = load_trace(spec)
-        lte = NETWORKS["lte"]
+        lte = NETWORKS.get("lte")
         return NetworkProfile(
             trace.name,
             trace.mean_mbps,

@@ -7,7 +7,7 @@ bandwidth). A handful of parameters per device, fitted to published figures
 (see :data:`CALIBRATION`), not one per model. ``host`` is measured on this
 machine instead (:mod:`partitioner.pricing.host`).
 
-    >>> profile = get_device("rpi4")
+    >>> profile = DEVICES.get("rpi4")
     >>> profile.node_ms(node, "float32")
 """
 
@@ -118,20 +118,8 @@ class DeviceProfile:
         )
 
 
-_DEVICES: Registry[DeviceProfile] = Registry("device")
-
-
-def register_device(profile: DeviceProfile) -> DeviceProfile:
-    return _DEVICES.add(profile.name, profile)
-
-
-def list_devices() -> list[DeviceProfile]:
-    return _DEVICES.sorted_items()
-
-
-def get_device(name: str) -> DeviceProfile:
-    """A registered preset by name (``host`` is a placeholder until measured)."""
-    return _DEVICES.lookup(name)
+# The presets by name (``host`` is a placeholder until measured).
+DEVICES: Registry[DeviceProfile] = Registry("device")
 
 
 # Relative efficiencies of op classes on CPUs running PyTorch eager: dense conv and
@@ -167,7 +155,7 @@ _GPU_EFFICIENCY = {
 # partitioner.pricing.calibration.FIGURES (rerun: python benchmarks/calibration.py); the
 # other numbers are datasheet values or class constants chosen once.
 
-register_device(
+DEVICES.register(
     DeviceProfile(
         name="rpi4",
         description="Raspberry Pi 4 Model B, 4x Cortex-A72 @ 1.5 GHz, PyTorch eager, 4 threads",
@@ -185,7 +173,7 @@ register_device(
     )
 )
 
-_JETSON_NANO = register_device(
+_JETSON_NANO = DEVICES.register(
     DeviceProfile(
         name="jetson-nano",
         description="Jetson Nano 4 GB, 128-core Maxwell GPU @ 921 MHz, PyTorch eager fp16",
@@ -202,7 +190,7 @@ _JETSON_NANO = register_device(
     )
 )
 
-register_device(
+DEVICES.register(
     DeviceProfile(
         name="jetson-orin-nano",
         description="Jetson Orin Nano 8 GB, 1024-core Ampere GPU @ 625 MHz, PyTorch eager fp16",
@@ -223,7 +211,7 @@ register_device(
     )
 )
 
-register_device(
+DEVICES.register(
     DeviceProfile(
         name="x86-server",
         description="2-socket x86 server, 2x 20 cores @ 2.5 GHz with AVX-512, PyTorch eager fp32",
@@ -240,7 +228,7 @@ register_device(
     )
 )
 
-register_device(
+DEVICES.register(
     DeviceProfile(
         name="a100",
         description="NVIDIA A100 40 GB SXM, PyTorch eager fp16 on tensor cores",
@@ -259,7 +247,7 @@ register_device(
 
 # ``host`` is measured on this machine when a command needs it (partitioner.pricing.host);
 # the roofline numbers below only describe it for `edgecut devices`.
-register_device(
+DEVICES.register(
     DeviceProfile(
         name="host",
         description="this machine, measured per node (warmed, median of repeats)",

@@ -17,7 +17,7 @@ from partitioner.pricing.cost import CostModel
 from partitioner.solve import chain, exhaustive, mincut  # noqa: F401  (built-in solvers)
 from partitioner.solve.auto import auto_choice
 from partitioner.solve.maxflow import warm_up
-from partitioner.solve.problem import Solution, get_solver, make_problem, mask_of
+from partitioner.solve.problem import SOLVERS, Solution, make_problem, mask_of
 
 
 def solve(
@@ -27,7 +27,7 @@ def solve(
     bandwidth_mbps: float | None = None,
 ) -> Solution:
     problem = make_problem(cost, objective, bandwidth_mbps)
-    fn = get_solver(solver)
+    fn = SOLVERS.get(solver)
     warm_up()  # the first call loads compiled code; keep that out of solve_ms
     start = time.perf_counter()
     edge = fn(problem)

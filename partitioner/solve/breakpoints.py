@@ -20,7 +20,7 @@ import numpy as np
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import Graph
 from partitioner.pricing.cost import CostModel, LinearCost
-from partitioner.solve.problem import CutProblem, get_solver, mask_of
+from partitioner.solve.problem import SOLVERS, CutProblem, mask_of
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def build_table(
         )
     graph = cost.graph
     fixed, per = cost.linear_parts(objective)
-    solve_fn = get_solver(solver)
+    solve_fn = SOLVERS.get(solver)
     stages = cost.stages()
 
     def best_at(x: float) -> tuple[frozenset[str], float, float]:

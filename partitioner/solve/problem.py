@@ -51,15 +51,8 @@ SOLVERS: Registry[SolverFn] = Registry("solver")
 
 
 def register_solver(name: str) -> Callable[[SolverFn], SolverFn]:
-    return lambda fn: SOLVERS.add(name, fn)
-
-
-def list_solvers() -> list[str]:
-    return SOLVERS.sorted_names()
-
-
-def get_solver(name: str) -> SolverFn:
-    return SOLVERS.lookup(name)
+    """Decorator: register a solver function under ``name``."""
+    return lambda fn: SOLVERS.register(fn, name)
 
 
 def make_problem(

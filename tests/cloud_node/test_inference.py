@@ -15,7 +15,7 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from partitioner.codecs import get_codec, list_codecs
+from partitioner.codecs import CODECS
 from partitioner.deploy import crossing
 from protos import tensors, transport
 from protos.inference import grpc_service_pb2 as pb
@@ -45,7 +45,7 @@ def head_outputs(repo: Any, version: str, x: np.ndarray) -> tuple[Any, list[np.n
 
 
 @pytest.mark.parametrize("version", ["1", "2"])
-@pytest.mark.parametrize("codec", [c.name for c in list_codecs()])
+@pytest.mark.parametrize("codec", [c.name for c in CODECS.list()])
 def test_every_cut_and_codec_answers_like_the_local_tail(
     repo: Any, shared_cloud: Any, version: str, codec: str
 ) -> None:
@@ -59,7 +59,7 @@ def test_every_cut_and_codec_answers_like_the_local_tail(
         )
     )
     # What the cloud must compute: the tail on exactly what the codec lets through.
-    coder = get_codec(codec)
+    coder = CODECS.get(codec)
     through = [torch.from_numpy(coder.decode(coder.encode(m)).copy()) for m in mid]
     (want,) = (t.numpy() for t in art.run_tail(*through))
     got = reply.outputs["fc2"]

@@ -12,13 +12,13 @@ import torch
 from partitioner.deploy.artifact import load_split, read_manifest, write_split
 from partitioner.errors import ArtifactError
 from partitioner.pricing.cost import CostModel
-from partitioner.pricing.network import get_network
-from partitioner.pricing.profiles import get_device
+from partitioner.pricing.network import NETWORKS
+from partitioner.pricing.profiles import DEVICES
 from partitioner.solve.plan import evaluate_cut, make_plan
 
 
 def _cost(cap):
-    return CostModel(cap.graph, get_device("rpi4"), get_device("x86-server"), get_network("lte"))
+    return CostModel(cap.graph, DEVICES.get("rpi4"), DEVICES.get("x86-server"), NETWORKS.get("lte"))
 
 
 @pytest.fixture(scope="module")

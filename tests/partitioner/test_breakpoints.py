@@ -9,8 +9,8 @@ import pytest
 
 from partitioner.errors import EdgecutError
 from partitioner.pricing.cost import CostModel
-from partitioner.pricing.network import get_network
-from partitioner.pricing.profiles import get_device
+from partitioner.pricing.network import NETWORKS
+from partitioner.pricing.profiles import DEVICES
 from partitioner.solve import solve
 from partitioner.solve.breakpoints import BreakpointTable, build_table
 
@@ -35,7 +35,7 @@ def test_chain_models_move_work_to_the_edge_as_bandwidth_falls(
     _, cap = captured_zoo(name, (1, 3, 224, 224))
     assert cap.graph.is_chain
     cost = CostModel(
-        cap.graph, get_device(edge), get_device("x86-server"), get_network("lte"), "int8"
+        cap.graph, DEVICES.get(edge), DEVICES.get("x86-server"), NETWORKS.get("lte"), "int8"
     )
     table = build_table(cost, float(GRID[0]), float(GRID[-1]))
     sizes = [len(e.edge_nodes) for e in table.entries]  # ordered by rising bandwidth
@@ -61,9 +61,9 @@ def test_dag_tables_agree_with_solving_on_a_fine_grid(
     # A short round trip, so the cloud wins at high bandwidth and the edge at low.
     cost = CostModel(
         cap.graph,
-        get_device("jetson-nano"),
-        get_device("a100"),
-        get_network("wifi").with_rtt(2.0),
+        DEVICES.get("jetson-nano"),
+        DEVICES.get("a100"),
+        NETWORKS.get("wifi").with_rtt(2.0),
         "int8",
     )
     table = build_table(cost, float(GRID[0]), float(GRID[-1]), objective=objective)
@@ -74,7 +74,9 @@ def test_dag_tables_agree_with_solving_on_a_fine_grid(
 
 def test_lookup_is_a_binary_search_and_round_trips_json(captured_zoo) -> None:
     _, cap = captured_zoo("resnet18", (1, 3, 224, 224))
-    cost = CostModel(cap.graph, get_device("rpi4"), get_device("a100"), get_network("lte"), "int8")
+    cost = CostModel(
+        cap.graph, DEVICES.get("rpi4"), DEVICES.get("a100"), NETWORKS.get("lte"), "int8"
+    )
     table = build_table(cost, 0.1, 1000.0)
     again = BreakpointTable.from_json(table.to_json(), table.graph_order)
     for bw in GRID:
@@ -89,7 +91,7 @@ def test_lookup_is_a_binary_search_and_round_trips_json(captured_zoo) -> None:
 
 def test_bad_ranges_and_objective(captured_zoo) -> None:
     _, cap = captured_zoo("alexnet")
-    cost = CostModel(cap.graph, get_device("rpi4"), get_device("a100"), get_network("lte"))
+    cost = CostModel(cap.graph, DEVICES.get("rpi4"), DEVICES.get("a100"), NETWORKS.get("lte"))
     with pytest.raises(EdgecutError, match="0 < LO < HI"):
         build_table(cost, 10.0, 1.0)
     with pytest.raises(EdgecutError, match="0 < LO < HI"):

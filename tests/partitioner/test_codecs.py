@@ -8,18 +8,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from partitioner.codecs import get_codec, list_codecs
+from partitioner.codecs import CODECS
 from partitioner.errors import EdgecutError
 
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=6)
 FLOATS = st.floats(-1e4, 1e4, allow_nan=False, width=32)
 
 
-@pytest.mark.parametrize("name", [c.name for c in list_codecs()])
+@pytest.mark.parametrize("name", [c.name for c in CODECS.list()])
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_round_trip_keeps_shape_dtype_and_bounds_error(name: str, data) -> None:
-    codec = get_codec(name)
+    codec = CODECS.get(name)
     array = data.draw(hnp.arrays(np.float32, SHAPES, elements=FLOATS))
     enc = codec.encode(array)
     dec = codec.decode(enc)
@@ -41,11 +41,11 @@ def test_round_trip_keeps_shape_dtype_and_bounds_error(name: str, data) -> None:
 
 def test_int8_is_four_times_smaller_on_features() -> None:
     x = np.maximum(np.random.default_rng(0).normal(size=(1, 64, 28, 28)), 0).astype(np.float32)
-    enc = get_codec("int8").encode(x)
+    enc = CODECS.get("int8").encode(x)
     assert len(enc.payload) * 4 == x.nbytes
-    assert get_codec("int8").wire_bytes(x.nbytes, x.shape) == len(enc.payload) + 64 * 8
+    assert CODECS.get("int8").wire_bytes(x.nbytes, x.shape) == len(enc.payload) + 64 * 8
 
 
 def test_unknown_codec() -> None:
     with pytest.raises(EdgecutError, match="unknown codec 'int9'"):
-        get_codec("int9")
+        CODECS.get("int9")

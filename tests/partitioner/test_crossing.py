@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from partitioner.codecs import get_codec, list_codecs
+from partitioner.codecs import CODECS
 from partitioner.deploy import crossing
 from partitioner.model.graph import TensorSpec
 
@@ -30,14 +30,14 @@ def _tensors(batch: int, seed: int = 0) -> list[np.ndarray]:
     ]
 
 
-@pytest.mark.parametrize("codec", [c.name for c in list_codecs()])
+@pytest.mark.parametrize("codec", [c.name for c in CODECS.list()])
 def test_every_codec_crosses_and_decodes_as_the_codec_does(codec: str) -> None:
     tensors = _tensors(3)
     inputs, params = crossing.encode_inputs(tensors, SPECS, codec)
     assert list(inputs)[:1] == [SPECS[0].name]
     assert crossing.check_inputs(_wire(inputs, params), SPECS, max_batch=8) == 3
     decoded = crossing.decode_inputs(inputs, params, SPECS)
-    coder = get_codec(codec)
+    coder = CODECS.get(codec)
     for got, original in zip(decoded, tensors, strict=True):
         want = coder.decode(coder.encode(original))
         assert got.dtype == np.float32 and got.shape == original.shape
@@ -99,7 +99,7 @@ def test_codec_parameters_are_checked() -> None:
 
 
 def test_a_payload_that_does_not_decode_is_the_senders_error() -> None:
-    staged = [c.name for c in list_codecs() if "+" in c.name]  # base codec + lossless stage
+    staged = [c.name for c in CODECS.list() if "+" in c.name]  # base codec + lossless stage
     if not staged:
         pytest.skip("no codec with a lossless stage is registered")
     inputs, params = crossing.encode_inputs(_tensors(1), SPECS, staged[0])

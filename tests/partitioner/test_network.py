@@ -21,9 +21,13 @@ from partitioner.pricing.network import (
 
 def test_presets_have_sources_and_sane_values() -> None:
     assert {"3g", "lte", "wifi", "5g", "ethernet"} <= set(NETWORKS)
-    for net in NETWORKS.values():
+    for net in NETWORKS.list():
         assert net.uplink_mbps > 0 and net.rtt_ms >= 0 and net.source
-    assert NETWORKS["3g"].uplink_mbps < NETWORKS["lte"].uplink_mbps < NETWORKS["wifi"].uplink_mbps
+    assert (
+        NETWORKS.get("3g").uplink_mbps
+        < NETWORKS.get("lte").uplink_mbps
+        < NETWORKS.get("wifi").uplink_mbps
+    )
 
 
 def test_mahimahi_rate_and_repetition() -> None:
@@ -95,7 +99,7 @@ def test_bad_pairs(text: str, match: str) -> None:
 
 
 def test_resolve_network_by_preset_trace_and_error() -> None:
-    assert resolve_network("lte") is NETWORKS["lte"]
+    assert resolve_network("lte") is NETWORKS.get("lte")
     traced = resolve_network("Verizon-LTE-short")
     assert traced.trace is not None and traced.uplink_mbps == pytest.approx(5.95, rel=0.02)
     with pytest.raises(EdgecutError, match="unknown network 'ltee'.*did you mean 'lte'"):

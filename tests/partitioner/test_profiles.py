@@ -7,7 +7,7 @@ import pytest
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import Node
 from partitioner.pricing.calibration import FIGURES
-from partitioner.pricing.profiles import get_device, list_devices
+from partitioner.pricing.profiles import DEVICES
 
 REQUIRED = {"rpi4", "jetson-nano", "jetson-orin-nano", "x86-server", "a100", "host"}
 
@@ -19,7 +19,7 @@ REQUIRED = {"rpi4", "jetson-nano", "jetson-orin-nano", "x86-server", "a100", "ho
 )
 def test_presets_reproduce_the_design_figures(captured_zoo, figure) -> None:
     _, cap = captured_zoo(figure.model, (1, 3, 224, 224))
-    predicted = get_device(figure.device).graph_ms(cap.graph, figure.dtype)
+    predicted = DEVICES.get(figure.device).graph_ms(cap.graph, figure.dtype)
     assert predicted == pytest.approx(figure.ms, rel=0.10)
 
 
@@ -31,12 +31,12 @@ def test_presets_reproduce_the_design_figures(captured_zoo, figure) -> None:
 def test_held_out_models_are_predicted_within_20_percent(captured_zoo, figure) -> None:
     # These figures were never fitted: they show the cost model generalises.
     _, cap = captured_zoo(figure.model, (1, 3, 224, 224))
-    predicted = get_device(figure.device).graph_ms(cap.graph, figure.dtype)
+    predicted = DEVICES.get(figure.device).graph_ms(cap.graph, figure.dtype)
     assert predicted == pytest.approx(figure.ms, rel=0.20)
 
 
 def test_required_presets_exist() -> None:
-    assert REQUIRED <= {d.name for d in list_devices()}
+    assert REQUIRED <= {d.name for d in DEVICES.list()}
 
 
 def _conv(flops: int, channels: int = 256) -> Node:
@@ -55,9 +55,9 @@ def _conv(flops: int, channels: int = 256) -> Node:
     )
 
 
-@pytest.mark.parametrize("device", [d.name for d in list_devices()])
+@pytest.mark.parametrize("device", [d.name for d in DEVICES.list()])
 def test_roofline_is_positive_and_grows_with_work(device: str) -> None:
-    profile = get_device(device)
+    profile = DEVICES.get(device)
     small, big = profile.node_ms(_conv(10**6)), profile.node_ms(_conv(10**9))
     assert 0 < small < big
     view = Node("v", "flatten", "view", (1, 10), "float32", 40, 0, 0, 40, ("c",), ())
@@ -65,7 +65,7 @@ def test_roofline_is_positive_and_grows_with_work(device: str) -> None:
 
 
 def test_int8_fuses_batch_norm_and_is_faster() -> None:
-    rpi = get_device("rpi4")
+    rpi = DEVICES.get("rpi4")
     bn = Node(
         "bn",
         "batch_norm",
@@ -85,6 +85,6 @@ def test_int8_fuses_batch_norm_and_is_faster() -> None:
 
 def test_unknown_device_and_dtype_are_clear() -> None:
     with pytest.raises(EdgecutError, match="unknown device 'rpi5'.*did you mean 'rpi4'"):
-        get_device("rpi5")
+        DEVICES.get("rpi5")
     with pytest.raises(EdgecutError, match="no float16 compute"):
-        get_device("rpi4").dtype("float16")
+        DEVICES.get("rpi4").dtype("float16")

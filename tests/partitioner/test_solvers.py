@@ -10,18 +10,11 @@ from hypothesis import strategies as st
 from partitioner.errors import EdgecutError
 from partitioner.model.synthetic import random_dag
 from partitioner.pricing.cost import CostModel, LinearCost, StageCosts
-from partitioner.pricing.network import get_network
-from partitioner.pricing.profiles import get_device
+from partitioner.pricing.network import NETWORKS
+from partitioner.pricing.profiles import DEVICES
 from partitioner.solve import solve
 from partitioner.solve.exhaustive import MAX_FREE_NODES
-from partitioner.solve.problem import (
-    CutProblem,
-    SolverError,
-    get_solver,
-    list_solvers,
-    make_problem,
-    mask_of,
-)
+from partitioner.solve.problem import SOLVERS, CutProblem, SolverError, make_problem, mask_of
 
 REL = 1e-9
 
@@ -55,8 +48,8 @@ def _value(p: CutProblem, edge: frozenset[str]) -> float:
 )
 def test_mincut_equals_exhaustive_on_random_dags(seed: int, n: int, objective: str) -> None:
     p = _problem(seed, n, objective)
-    exact = get_solver("exhaustive")(p)
-    cut = get_solver("mincut")(p)
+    exact = SOLVERS.get("exhaustive")(p)
+    cut = SOLVERS.get("mincut")(p)
     assert p.graph.is_closed(cut) and p.graph.is_closed(exact)
     v_exact, v_cut = _value(p, exact), _value(p, cut)
     assert v_cut == pytest.approx(v_exact, rel=REL, abs=1e-12)
@@ -68,12 +61,12 @@ def test_throughput_relaxation_is_closed_and_never_below_the_optimum(seed: int, 
     # Throughput is a max of three stage sums, not a cut function: min-cut only
     # searches weighted sums of the stages, so it may miss the optimum, never beat it.
     p = _problem(seed, n, "throughput")
-    exact = _value(p, get_solver("exhaustive")(p))
+    exact = _value(p, SOLVERS.get("exhaustive")(p))
     for name in ("mincut", "chain", "auto"):
-        cut = get_solver(name)(p)
+        cut = SOLVERS.get(name)(p)
         assert p.graph.is_closed(cut)
         assert _value(p, cut) >= exact * (1 - REL)
-    assert _value(p, get_solver("auto")(p)) == pytest.approx(
+    assert _value(p, SOLVERS.get("auto")(p)) == pytest.approx(
         exact, rel=REL
     )  # auto: exhaustive here
 
@@ -87,22 +80,22 @@ def test_throughput_relaxation_is_closed_and_never_below_the_optimum(seed: int, 
 def test_chain_scan_is_exact_on_chains(seed: int, n: int, objective: str) -> None:
     p = _problem(seed, n, objective, chain=True)
     assert p.graph.is_chain
-    best = get_solver("chain")(p)
+    best = SOLVERS.get("chain")(p)
     if n - 1 <= MAX_FREE_NODES:
-        assert _value(p, best) == pytest.approx(_value(p, get_solver("exhaustive")(p)), rel=REL)
+        assert _value(p, best) == pytest.approx(_value(p, SOLVERS.get("exhaustive")(p)), rel=REL)
     if objective != "throughput":
-        assert _value(p, get_solver("mincut")(p)) == pytest.approx(_value(p, best), rel=REL)
+        assert _value(p, SOLVERS.get("mincut")(p)) == pytest.approx(_value(p, best), rel=REL)
 
 
-@pytest.mark.parametrize("solver", [s for s in list_solvers() if s != "exhaustive"])
+@pytest.mark.parametrize("solver", [s for s in SOLVERS.names() if s != "exhaustive"])
 @pytest.mark.parametrize("objective", ["latency", "energy", "throughput"])
 def test_every_registered_solver_is_closed_and_no_better_than_optimal(
     solver: str, objective: str
 ) -> None:
     for seed in range(25):
         p = _problem(seed, 14, objective)
-        exact = _value(p, get_solver("exhaustive")(p))
-        cut = get_solver(solver)(p)
+        exact = _value(p, SOLVERS.get("exhaustive")(p))
+        cut = SOLVERS.get(solver)(p)
         assert p.graph.is_closed(cut)
         assert _value(p, cut) >= exact * (1 - REL)
 
@@ -110,14 +103,14 @@ def test_every_registered_solver_is_closed_and_no_better_than_optimal(
 def test_exhaustive_refuses_large_graphs() -> None:
     p = _problem(0, MAX_FREE_NODES + 2, "latency")
     with pytest.raises(SolverError, match="refuses"):
-        get_solver("exhaustive")(p)
+        SOLVERS.get("exhaustive")(p)
 
 
 def test_unknown_solver_and_objective() -> None:
     with pytest.raises(EdgecutError, match="unknown solver 'mincutt'.*mincut"):
-        get_solver("mincutt")
+        SOLVERS.get("mincutt")
     p = _problem(0, 5, "latency")
-    cost = CostModel(p.graph, get_device("rpi4"), get_device("a100"), get_network("lte"))
+    cost = CostModel(p.graph, DEVICES.get("rpi4"), DEVICES.get("a100"), NETWORKS.get("lte"))
     with pytest.raises(EdgecutError, match="unknown objective"):
         make_problem(cost, "speed")
 
@@ -127,7 +120,7 @@ def test_mincut_matches_chain_scan_or_beats_it_on_zoo_dags(captured_zoo, name: s
     _, cap = captured_zoo(name, (1, 3, 224, 224))
     for edge_dev, cloud_dev in [("rpi4", "x86-server"), ("jetson-nano", "a100")]:
         cost = CostModel(
-            cap.graph, get_device(edge_dev), get_device(cloud_dev), get_network("lte"), "int8"
+            cap.graph, DEVICES.get(edge_dev), DEVICES.get(cloud_dev), NETWORKS.get("lte"), "int8"
         )
         for bw in (0.5, 5.0, 50.0, 500.0):
             mc = solve(cost, "latency", "mincut", bw)

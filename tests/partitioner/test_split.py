@@ -21,10 +21,10 @@ def _max_rel_err(got: tuple[torch.Tensor, ...], want: tuple[torch.Tensor, ...]) 
     return err
 
 
-@pytest.mark.parametrize("name", [e.name for e in zoo.list_models()])
+@pytest.mark.parametrize("name", [e.name for e in zoo.MODELS.list()])
 def test_every_cut_reproduces_the_model(captured_zoo, name: str) -> None:
     model, cap = captured_zoo(name)
-    shape = zoo.get_entry(name).test_input_shape
+    shape = zoo.MODELS.get(name).test_input_shape
     x = torch.randn((3, *shape[1:]), generator=torch.Generator().manual_seed(1))  # batch 3
     with torch.inference_mode():
         out = model(x)

@@ -1,6 +1,6 @@
 """Tests for the model zoo: every registered model, the registry itself, and the digits model.
 
-Model tests parametrize over ``list_models()`` through a module-scoped fixture, so a new
+Model tests parametrize over ``MODELS.list()`` through a module-scoped fixture, so a new
 entry is built once and checked (forward, determinism, eval mode, torch.export) for free.
 """
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from partitioner.errors import ConfigError, ModelSpecError
-from partitioner.model.zoo import ModelEntry, create_model, digits, get_entry, list_models
+from partitioner.model.zoo import MODELS, ModelEntry, create_model, digits
 from partitioner.model.zoo.registry import register_model
 
 # num_params of torchvision's definitions, as documented on each model's page at
@@ -41,10 +41,10 @@ def _model_param(name: str) -> object:
     return pytest.param(name, id=name, marks=[pytest.mark.slow] if name in SLOW_MODELS else [])
 
 
-@pytest.fixture(scope="module", params=[_model_param(entry.name) for entry in list_models()])
+@pytest.fixture(scope="module", params=[_model_param(entry.name) for entry in MODELS.list()])
 def zoo_model(request: pytest.FixtureRequest) -> tuple[ModelEntry, nn.Module]:
     """One registered model, built once per module (tests are grouped by model)."""
-    entry = get_entry(request.param)
+    entry = MODELS.get(request.param)
     return entry, create_model(entry.name)
 
 
@@ -114,10 +114,10 @@ def test_parameter_count_matches_torchvision(zoo_model: tuple[ModelEntry, nn.Mod
 
 
 def test_zoo_holds_the_models_the_design_promises() -> None:
-    names = [entry.name for entry in list_models()]
+    names = [entry.name for entry in MODELS.list()]
     assert names == sorted(names)
     assert set(TORCHVISION_PARAMS) | {"digits_cnn"} <= set(names)
-    for entry in list_models():
+    for entry in MODELS.list():
         if entry.name in TORCHVISION_PARAMS:
             assert entry.input_shape == (1, 3, 224, 224)
             assert entry.num_classes == 1000
@@ -125,11 +125,11 @@ def test_zoo_holds_the_models_the_design_promises() -> None:
 
 def test_unknown_name_lists_the_zoo_and_suggests_a_close_match() -> None:
     with pytest.raises(ModelSpecError) as info:
-        get_entry("resnet81")
+        MODELS.get("resnet81")
     message = str(info.value)
     assert "'resnet81'" in message
     assert "did you mean 'resnet18'" in message
-    assert all(entry.name in message for entry in list_models())
+    assert all(entry.name in message for entry in MODELS.list())
     assert "\n" not in message
 
 
@@ -140,7 +140,7 @@ def test_unknown_name_without_a_close_match_has_no_suggestion() -> None:
 
 
 def test_registering_a_name_twice_is_refused() -> None:
-    before = list_models()
+    before = MODELS.list()
     with pytest.raises(ValueError, match="resnet18"):
         register_model(
             "resnet18",
@@ -149,8 +149,8 @@ def test_registering_a_name_twice_is_refused() -> None:
             num_classes=2,
             description="duplicate",
         )(lambda: nn.Identity())
-    assert list_models() == before
-    assert get_entry("resnet18").num_classes == 1000
+    assert MODELS.list() == before
+    assert MODELS.get("resnet18").num_classes == 1000
 
 
 def test_entry_rejects_nonsense_shapes() -> None:

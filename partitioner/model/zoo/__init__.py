@@ -1,27 +1,20 @@
 """The model zoo: named networks in plain torch, built with deterministic weights.
 
-``create_model("resnet18")`` returns a network in eval mode; ``list_models()`` lists
+``create_model("resnet18")`` returns a network in eval mode; ``MODELS.list()`` lists
 every entry with its input shape. Importing this package registers every family
 module below; it builds no model and loads no data until asked.
 """
 
 from partitioner.model.zoo import alexnet, digits, googlenet, mobilenet, resnet, vgg
-from partitioner.model.zoo.registry import (
-    ModelEntry,
-    create_model,
-    get_entry,
-    list_models,
-    register_model,
-)
+from partitioner.model.zoo.registry import MODELS, ModelEntry, create_model, register_model
 
 __all__ = [
+    "MODELS",
     "ModelEntry",
     "alexnet",
     "create_model",
     "digits",
-    "get_entry",
     "googlenet",
-    "list_models",
     "mobilenet",
     "register_model",
     "resnet",

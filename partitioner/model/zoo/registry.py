@@ -44,7 +44,7 @@ class ModelEntry:
             raise ValueError(f"model {self.name!r}: num_classes must be >= 1")
 
 
-_REGISTRY: Registry[ModelEntry] = Registry("zoo model", error=ModelSpecError)
+MODELS: Registry[ModelEntry] = Registry("zoo model", error=ModelSpecError)
 
 
 def register_model(
@@ -58,8 +58,7 @@ def register_model(
     """Decorator that adds a zero-argument factory to the zoo under ``name``."""
 
     def decorator(factory: ModelFactory) -> ModelFactory:
-        _REGISTRY.add(
-            name,
+        MODELS.register(
             ModelEntry(
                 name=name,
                 factory=factory,
@@ -74,23 +73,13 @@ def register_model(
     return decorator
 
 
-def list_models() -> list[ModelEntry]:
-    """Every registered model, sorted by name."""
-    return _REGISTRY.sorted_items()
-
-
-def get_entry(name: str) -> ModelEntry:
-    """The entry for ``name``; a :class:`ModelSpecError` naming the choices if unknown."""
-    return _REGISTRY.lookup(name)
-
-
 def create_model(name: str) -> nn.Module:
     """Build ``name`` with deterministic weights, in ``eval()`` mode.
 
     The factory runs inside a forked RNG seeded with :data:`WEIGHT_SEED`, so the
     caller's global RNG state is untouched and every call gives the same weights.
     """
-    entry = get_entry(name)
+    entry = MODELS.get(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(WEIGHT_SEED)
         model = entry.factory()

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from partitioner.codecs import CodecError, get_codec, list_codecs, measure_codec
+from partitioner.codecs import CODECS, CodecError, measure_codec
 from partitioner.pricing.cost import CostModel
-from partitioner.pricing.network import get_network
-from partitioner.pricing.profiles import get_device
+from partitioner.pricing.network import NETWORKS
+from partitioner.pricing.profiles import DEVICES
 
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=7)
 DTYPES = ["float32", "float16"]
@@ -33,11 +33,11 @@ def _base(name: str) -> str:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", [c.name for c in list_codecs()])
+@pytest.mark.parametrize("name", [c.name for c in CODECS.list()])
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_round_trip_every_codec_and_dtype(name: str, dtype: str, data) -> None:
-    codec = get_codec(name)
+    codec = CODECS.get(name)
     array = data.draw(_arrays(dtype))
     enc = codec.encode(array)
     dec = codec.decode(enc)
@@ -45,7 +45,7 @@ def test_round_trip_every_codec_and_dtype(name: str, dtype: str, data) -> None:
     if codec.lossless:
         assert dec.tobytes() == array.tobytes()  # bit for bit, -0.0 included
     if codec.stage:  # the lossless stage changes bytes on the wire, never values
-        base = get_codec(_base(name))
+        base = CODECS.get(_base(name))
         assert dec.tobytes() == base.decode(base.encode(array)).tobytes()
     if _base(name) == "fp16":
         np.testing.assert_array_equal(dec, array.astype(np.float16).astype(array.dtype))
@@ -57,11 +57,11 @@ def test_round_trip_every_codec_and_dtype(name: str, dtype: str, data) -> None:
         assert np.all(err <= span[:, None] / 255 * 0.5 + 1e-3 * (span[:, None] + 1) + 0.05)
 
 
-@pytest.mark.parametrize("name", [c.name for c in list_codecs() if c.stage])
+@pytest.mark.parametrize("name", [c.name for c in CODECS.list() if c.stage])
 @settings(max_examples=40, deadline=None)
 @given(garbage=st.binary(max_size=64), cut=st.integers(0, 40))
 def test_corrupt_payloads_raise_codec_error(name: str, garbage: bytes, cut: int) -> None:
-    codec = get_codec(name)
+    codec = CODECS.get(name)
     x = np.maximum(np.random.default_rng(0).normal(size=(1, 4, 5, 5)), 0).astype(np.float32)
     enc = codec.encode(x)
     for payload in (garbage, enc.payload[:cut], enc.payload + garbage[:1]):
@@ -82,7 +82,7 @@ def _post_relu(seed: int = 0, shape=(1, 64, 16, 16)) -> list[np.ndarray]:
 @pytest.mark.parametrize("name", ["int8+zstd", "int8+lz4", "fp16+zstd", "zstd"])
 def test_lossless_stage_shrinks_sparse_features(name: str) -> None:
     frames = _post_relu()
-    staged, base = get_codec(name), get_codec(_base(name))
+    staged, base = CODECS.get(name), CODECS.get(_base(name))
     staged_bytes = sum(staged.encode(f).nbytes for f in frames)
     base_bytes = sum(base.encode(f).nbytes for f in frames)
     assert staged_bytes < 0.8 * base_bytes
@@ -92,13 +92,13 @@ def test_measured_codec_prices_bytes_and_time_in_the_cost_model(captured_zoo) ->
     frames = _post_relu()
     raw = frames[0].nbytes
     measured = measure_codec("int8+zstd", frames, mem_bandwidth_gbps=10.0, repeats=1)
-    payload = np.mean([len(get_codec("int8+zstd").encode(f).payload) for f in frames])
+    payload = np.mean([len(CODECS.get("int8+zstd").encode(f).payload) for f in frames])
     assert measured.wire_ratio == pytest.approx(payload / raw)
     assert measured.encode_passes > 0 and measured.decode_passes > 0
     _, cap = captured_zoo("digits_cnn")
     costs = {
         name: CostModel(
-            cap.graph, get_device("rpi4"), get_device("x86-server"), get_network("lte"), name
+            cap.graph, DEVICES.get("rpi4"), DEVICES.get("x86-server"), NETWORKS.get("lte"), name
         )
         for name in ("none", "int8", "int8+zstd", "int8+lz4")
     }
@@ -112,8 +112,8 @@ def test_measured_codec_prices_bytes_and_time_in_the_cost_model(captured_zoo) ->
 
 def test_existing_codec_names_keep_their_wire_format() -> None:
     x = _post_relu()[0]
-    enc = get_codec("int8").encode(x)
+    enc = CODECS.get("int8").encode(x)
     assert len(enc.payload) * 4 == x.nbytes
     assert enc.params["zero_point"].dtype == np.float32
-    assert get_codec("fp16").encode(x).payload == x.astype("<f2").tobytes()
-    assert get_codec("none").encode(x).payload == x.astype("<f4").tobytes()
+    assert CODECS.get("fp16").encode(x).payload == x.astype("<f2").tobytes()
+    assert CODECS.get("none").encode(x).payload == x.astype("<f4").tobytes()

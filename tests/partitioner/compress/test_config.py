@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from partitioner.compress import config_from_dict, get_method, list_methods, load_config
+from partitioner.compress import METHODS, config_from_dict, load_config
 from partitioner.compress.config import MixedConfig, PruneConfig, TrainConfig
 from partitioner.errors import ConfigError, EdgecutError
 
 
 def test_every_registered_method_has_a_default_config() -> None:
-    names = [m.name for m in list_methods()]
+    names = [m.name for m in METHODS.list()]
     assert names == ["distill", "int8", "lowrank", "mixed", "prune"]
-    for method in list_methods():
+    for method in METHODS.list():
         assert isinstance(method.config_type(), method.config_type)
 
 
@@ -27,7 +27,7 @@ def test_yaml_file_round_trip(tmp_path) -> None:
     prune = config.for_method("prune")
     assert prune == PruneConfig(ratio=0.25, train=TrainConfig(epochs=2, lr=0.01))
     assert [s.method for s in config.for_method("mixed").steps] == ["lowrank", "int8"]
-    assert config.for_method("distill") == get_method("distill").config_type()
+    assert config.for_method("distill") == METHODS.get("distill").config_type()
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_bad_yaml_and_missing_file(tmp_path) -> None:
 
 def test_unknown_method_lists_the_registry() -> None:
     with pytest.raises(EdgecutError, match=r"expected one of distill, int8, lowrank, mixed, prune"):
-        get_method("svd")
+        METHODS.get("svd")
 
 
 def test_configs_are_frozen_and_validated_in_python_too() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from partitioner.compress import list_methods
+from partitioner.compress import METHODS
 from partitioner.compress.measure import accuracy, cut_bytes
 from partitioner.deploy.artifact import load_split
 
@@ -35,7 +35,7 @@ def test_uncompressed_model_is_the_reference(compressed) -> None:
     assert report["accuracy_before"] > 99.0  # 449 of 450 digits
 
 
-@pytest.mark.parametrize("method", [m.name for m in list_methods()])
+@pytest.mark.parametrize("method", [m.name for m in METHODS.list()])
 def test_every_method_keeps_the_cut_and_the_tail(method, compressed, baseline) -> None:
     report, out = compressed(method)
     assert CONTRACT <= set(report) and report["method"] == method

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from partitioner.compress import config_from_dict, list_methods
+from partitioner.compress import METHODS, config_from_dict
 from partitioner.compress.compressor import compress
 from partitioner.compress.search import NONE, candidate_cuts, search
 from partitioner.errors import EdgecutError
@@ -24,7 +24,7 @@ def test_candidate_cuts_do_not_split_conv_bn_relu(digits) -> None:
 
 def test_search_returns_the_fastest_combination_within_budget(digits) -> None:
     planner, data = digits
-    methods = [NONE, *(m.name for m in list_methods())]
+    methods = [NONE, *(m.name for m in METHODS.list())]
     result = search(
         planner, accuracy_budget=0.5, methods=methods, config=config_from_dict({}), data=data
     )
