@@ -71,13 +71,36 @@ class Planner:
             net = net.with_rtt(rtt_ms)
         loaded = load_model(model, input_shape)
         captured = capture(loaded.module, loaded.example_input(), name=loaded.name)
-        edge_profile = resolve_device(edge, captured)
-        cloud_profile = resolve_device(cloud, captured)
+        return cls.for_captured(
+            loaded,
+            captured,
+            edge=edge,
+            cloud=cloud,
+            network=net,
+            codec=codec,
+            edge_dtype=edge_dtype,
+            cloud_dtype=cloud_dtype,
+        )
+
+    @classmethod
+    def for_captured(
+        cls,
+        loaded: LoadedModel,
+        captured: CapturedModel,
+        *,
+        edge: str,
+        cloud: str,
+        network: NetworkProfile,
+        codec: str = "none",
+        edge_dtype: str | None = None,
+        cloud_dtype: str | None = None,
+    ) -> Planner:
+        """A planner for a model already captured (the simulator captures each model once)."""
         cost = CostModel(
             captured.graph,
-            edge_profile,
-            cloud_profile,
-            net,
+            resolve_device(edge, captured),
+            resolve_device(cloud, captured),
+            network,
             codec,
             edge_dtype=edge_dtype,
             cloud_dtype=cloud_dtype,

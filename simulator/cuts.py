@@ -6,13 +6,11 @@ simulator core needs neither torch nor the graph. :class:`GroupModel` holds the 
 model and cost model of a group (captures are cached per model and input shape) and
 answers the policies' questions: a named cut, the planner's cut, the breakpoint table.
 
-Cloud batch rule (:func:`tail_batch_ms`): a batch of ``b`` frames runs each tail op once
-with the device's roofline: the per-op overhead is paid once per batch, compute is ``b``
-times the frame's FLOPs at the op's efficiency, and memory traffic is ``b`` times the
-activations plus the weights once; each frame's crossing tensor is decoded separately
-(``b`` decodes). At ``b = 1`` this is the cost model's cloud time plus decode exactly.
-Devices measured on the host (``host``) have no roofline: their batch of ``b`` takes
-``b`` times the frame (no batching gain).
+Cloud batch rule (:func:`tail_batch_ms`): a batch of ``b`` frames runs each tail op once,
+timed by :meth:`DeviceProfile.node_ms <partitioner.pricing.profiles.DeviceProfile.node_ms>`
+at batch ``b`` (overhead once per batch, compute and activations ``b`` times); each
+frame's crossing tensor is decoded separately (``b`` decodes). At ``b = 1`` this is the
+cost model's cloud time plus decode exactly.
 """
 
 from __future__ import annotations
@@ -56,25 +54,6 @@ def _captured(model: str, input_shape: tuple[int, ...] | None) -> tuple[Any, Any
     return loaded, captured
 
 
-def node_batch_ms(profile: Any, node: Any, dtype: str, batch: int) -> float:
-    """One node's time for a batch of ``batch`` frames on ``profile`` (the rule above)."""
-    from partitioner.pricing.profiles import DTYPE_BYTES, FREE_CLASSES, FUSED_AT_INT8
-
-    if profile.measured_ms is not None:
-        return batch * float(profile.measured_ms.get(node.name, 0.0))
-    if node.op_class in FREE_CLASSES or (dtype == "int8" and node.op in FUSED_AT_INT8):
-        return 0.0
-    scale = DTYPE_BYTES[dtype] / 4
-    memory_ms = (batch * (node.in_bytes + node.out_bytes) + node.param_bytes) * scale
-    memory_ms /= profile.mem_bandwidth_gbps * 1e6
-    efficiency = profile.efficiency.get(node.op_class, profile.efficiency.get("other", 0.1))
-    if node.op_class in ("conv", "matmul") and len(node.shape) >= 2 and profile.gemm_half_channels:
-        channels = node.shape[1] if node.op_class == "conv" else node.shape[-1]
-        efficiency *= channels / (channels + profile.gemm_half_channels)
-    compute_ms = batch * node.flops / (profile.peak_gflops[dtype] * efficiency * 1e6)
-    return profile.op_overhead_us / 1e3 + max(compute_ms, memory_ms)
-
-
 def tail_batch_ms(cost: Any, edge_mask: NDArray[np.bool_], max_batch: int) -> FloatArray:
     """Decode plus tail time of a batch of 1..max_batch frames (ms), by the module's rule."""
     cloud_nodes = [n for n, on_edge in zip(cost.graph.nodes, edge_mask, strict=True) if not on_edge]
@@ -83,7 +62,7 @@ def tail_batch_ms(cost: Any, edge_mask: NDArray[np.bool_], max_batch: int) -> Fl
     # b = 1 is the cost model's own figure, summed the same way.
     out[0] = float(cost.cloud_node_ms[~edge_mask].sum()) + decode_ms
     for b in range(2, max_batch + 1):
-        times = np.array([node_batch_ms(cost.cloud, n, cost.cloud_dtype, b) for n in cloud_nodes])
+        times = np.array([cost.cloud.node_ms(n, cost.cloud_dtype, b) for n in cloud_nodes])
         out[b - 1] = float(times.sum()) + b * decode_ms
     return out
 
@@ -91,15 +70,12 @@ def tail_batch_ms(cost: Any, edge_mask: NDArray[np.bool_], max_batch: int) -> Fl
 class GroupModel:
     """A group's captured model priced on its edge device, uplink and cloud device."""
 
-    def __init__(self, model: str, input_shape: tuple[int, ...] | None, cost: Any) -> None:
-        from partitioner.planner import Planner
-
-        loaded, captured = _captured(model, input_shape)
+    def __init__(self, model: str, input_shape: tuple[int, ...] | None, planner: Any) -> None:
         self.model = model
-        self.input_shape = tuple(loaded.input_shape)
-        self.cost = cost
-        self.planner = Planner(loaded, captured, cost)
-        self.graph = captured.graph
+        self.input_shape = tuple(planner.loaded.input_shape)
+        self.planner = planner
+        self.cost = planner.cost
+        self.graph = planner.graph
         self._order = {n.name: i for i, n in enumerate(self.graph.nodes)}
 
     @classmethod
@@ -115,20 +91,20 @@ class GroupModel:
         edge_dtype: str | None = None,
         cloud_dtype: str | None = None,
     ) -> GroupModel:
-        from partitioner.planner import resolve_device
-        from partitioner.pricing.cost import CostModel
+        from partitioner.planner import Planner
 
-        _, captured = _captured(model, input_shape)
-        cost = CostModel(
-            captured.graph,
-            resolve_device(edge, captured),
-            resolve_device(cloud, captured),
-            network,
-            codec,
+        loaded, captured = _captured(model, input_shape)
+        planner = Planner.for_captured(
+            loaded,
+            captured,
+            edge=edge,
+            cloud=cloud,
+            network=network,
+            codec=codec,
             edge_dtype=edge_dtype,
             cloud_dtype=cloud_dtype,
         )
-        return cls(model, input_shape, cost)
+        return cls(model, input_shape, planner)
 
     @property
     def output_bytes(self) -> int:

@@ -89,23 +89,29 @@ class DeviceProfile:
             )
         return dtype
 
-    def node_ms(self, node: Node, dtype: str | None = None) -> float:
-        """Predicted time of one node at batch 1, in ms."""
+    def node_ms(self, node: Node, dtype: str | None = None, batch: int = 1) -> float:
+        """Predicted time of one node for a batch of ``batch`` frames, in ms.
+
+        The roofline: a fixed per-op overhead, paid once per batch, plus the larger of
+        compute (``batch`` times the frame's FLOPs at the op class's efficiency) and
+        memory traffic (``batch`` times the activations plus the weights once). A
+        measured profile has no roofline: its batch takes ``batch`` times the frame.
+        """
         if self.measured_ms is not None:
-            return float(self.measured_ms.get(node.name, 0.0))
+            return batch * float(self.measured_ms.get(node.name, 0.0))
         if node.op_class in FREE_CLASSES:
             return 0.0
         dtype = self.dtype(dtype)
         if dtype == "int8" and node.op in FUSED_AT_INT8:
             return 0.0
         scale = DTYPE_BYTES[dtype] / 4  # graph bytes are counted at float32
-        bytes_moved = (node.in_bytes + node.out_bytes + node.param_bytes) * scale
+        bytes_moved = (batch * (node.in_bytes + node.out_bytes) + node.param_bytes) * scale
         memory_ms = bytes_moved / (self.mem_bandwidth_gbps * 1e6)
         efficiency = self.efficiency.get(node.op_class, self.efficiency.get("other", 0.1))
         if node.op_class in ("conv", "matmul") and len(node.shape) >= 2 and self.gemm_half_channels:
             channels = node.shape[1] if node.op_class == "conv" else node.shape[-1]
             efficiency *= channels / (channels + self.gemm_half_channels)
-        compute_ms = node.flops / (self.peak_gflops[dtype] * efficiency * 1e6)
+        compute_ms = batch * node.flops / (self.peak_gflops[dtype] * efficiency * 1e6)
         return self.op_overhead_us / 1e3 + max(compute_ms, memory_ms)
 
     def graph_ms(self, graph: Graph, dtype: str | None = None) -> float:
