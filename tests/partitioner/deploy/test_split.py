@@ -30,14 +30,19 @@ def test_every_cut_reproduces_the_model(captured_zoo, name: str) -> None:
         out = model(x)
         want = tuple(out) if isinstance(out, (tuple, list)) else (out,)
         cuts = cap.graph.prefix_cuts()
+        everything = frozenset(cap.graph.index)
         multi = 0
         for cut in cuts:
             halves = split_module(cap, cut)
             mid = tuple(halves.head(x))
-            got = tuple(halves.tail(*mid)) if halves.tail is not None else mid
-            assert len(mid) == max(len(halves.crossing), 1 if halves.tail is None else 0) or (
-                halves.tail is None
-            )
+            if halves.tail is None:  # edge-only: the head computes the model's outputs itself
+                assert cut == everything and halves.crossing == []
+                got = mid
+            else:  # one tensor per crossing node, in order, of the shape the graph declared
+                assert [tuple(t.shape) for t in mid] == [
+                    (3, *node.shape[1:]) for node in halves.crossing
+                ]
+                got = tuple(halves.tail(*mid))
             err = _max_rel_err(got, want)
             assert err <= REL_TOL, f"{name}: cut after {len(cut)} nodes: rel err {err:.2e}"
             multi += len(halves.crossing) > 1

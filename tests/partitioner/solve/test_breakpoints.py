@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -72,21 +70,22 @@ def test_dag_tables_agree_with_solving_on_a_fine_grid(
     _agrees_with_grid(cost, table, objective)
 
 
-def test_lookup_is_a_binary_search_and_round_trips_json(captured_zoo) -> None:
+def test_lookup_finds_the_entry_holding_the_bandwidth_and_round_trips_json(captured_zoo) -> None:
     _, cap = captured_zoo("resnet18", (1, 3, 224, 224))
     cost = CostModel(
         cap.graph, DEVICES.get("rpi4"), DEVICES.get("a100"), NETWORKS.get("lte"), "int8"
     )
     table = build_table(cost, 0.1, 1000.0)
+    assert len(table.entries) >= 2  # so that finding the right entry is a real question
     again = BreakpointTable.from_json(table.to_json(), table.graph_order)
     for bw in GRID:
         assert again.lookup(bw).edge_nodes == table.lookup(bw).edge_nodes
         assert again.lookup(bw).value(bw) == pytest.approx(table.lookup(bw).value(bw), rel=1e-9)
+        entry = table.lookup(bw)
+        assert entry.min_mbps <= bw <= entry.max_mbps  # the entry whose range holds bw
+    # Outside the table's range the nearest end answers. How fast a lookup is (the 50 µs
+    # goal) is measured by benchmarks/solve_time.py, not asserted here.
     assert table.lookup(1e-6) is table.entries[0] and table.lookup(1e9) is table.entries[-1]
-    start = time.perf_counter()
-    for bw in GRID:
-        table.lookup(bw)
-    assert time.perf_counter() - start < 1.0  # sanity only; the 50 µs goal is a benchmark
 
 
 def test_bad_ranges_and_objective(captured_zoo) -> None:
