@@ -62,13 +62,13 @@ def load(
     port: int, crossing: list, arrays: list[np.ndarray], codec: str, clients: int, seconds: float
 ) -> dict:
     from partitioner.deploy.crossing import encode_inputs
-    from protos import tensors, transport
+    from protos import serde, transport
     from protos.inference import grpc_service_pb2_grpc as pb_grpc
 
     transport.reuse_large_buffers()
     inputs, params = encode_inputs(arrays, crossing, codec)
-    msg = tensors.request_to_proto(
-        tensors.InferRequest("resnet18", inputs, model_version="1", input_parameters=params)
+    msg = serde.request_to_proto(
+        serde.InferRequest("resnet18", inputs, model_version="1", input_parameters=params)
     )
     stubs = [
         pb_grpc.GRPCInferenceServiceStub(transport.build_channel(f"127.0.0.1:{port}"))

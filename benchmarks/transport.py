@@ -16,7 +16,7 @@ one gRPC call compete for the same cores).
 * ``grpc``: the edge node's client (``edge_node.client.CloudClient.infer``) sends a
   ModelInfer carrying the tensor as raw contents to a server built like the cloud node's
   (``protos.transport``, same limits and options; ModelInfer as spliced bytes, decoded by
-  ``protos.tensors``), which sends the same tensor back as the output.
+  ``protos.splice``), which sends the same tensor back as the output.
 * ``grpc bytes``: the same bytes echoed by a bare grpcio method, no protobuf: gRPC's floor.
 * ``cloud node``: the same request through a real cloud node whose tail is an identity
   (validation against the manifest, the batcher's hand-off, a torch call): for reference.
@@ -76,12 +76,12 @@ def serve_grpc(port_file: Path) -> None:
     """An echo with the cloud node's transport and ModelInfer serde, and nothing else."""
     import grpc
 
-    from protos import tensors, transport
+    from protos import serde, splice, transport
 
     def echo(data: bytes, context: object) -> bytes:
-        request = tensors.request_from_wire(data)
-        reply = tensors.InferResponse(request.model_name, request.inputs, id=request.id)
-        return tensors.response_to_wire(reply)
+        request = splice.request_from_wire(data)
+        reply = serde.InferResponse(request.model_name, request.inputs, id=request.id)
+        return splice.response_to_wire(reply)
 
     transport.reuse_large_buffers()
     server = transport.build_server(max_workers=4)
@@ -177,12 +177,12 @@ class NodeClient:
 
     def __init__(self, port: int, nbytes: int, model: str = "echo") -> None:
         from edge_node.client import CloudClient
-        from protos import tensors
+        from protos import serde
 
         array = np.random.default_rng(0).standard_normal(nbytes // 4, dtype=np.float32)
         if model != "echo":
             array = array.reshape(1, -1)
-        self.request = tensors.InferRequest(model, {"x": array})
+        self.request = serde.InferRequest(model, {"x": array})
         self.nbytes = array.nbytes
         self.client = CloudClient(f"127.0.0.1:{port}")
 

@@ -26,7 +26,8 @@ from cloud_node.metrics import NodeMetrics
 from cloud_node.models import READY, ModelStore, NotFound, Tail, Unavailable
 from partitioner.deploy import crossing
 from partitioner.errors import EdgecutError
-from protos import tensors
+from protos import arrays, serde, splice
+from protos.errors import TensorWireError
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -172,11 +173,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             with self._in_flight:
                 try:
-                    msg, raws = tensors.split_request(request)
-                except tensors.TensorWireError as exc:
+                    msg, raws = splice.split_request(request)
+                except TensorWireError as exc:
                     raise _Abort(_status(exc.code), str(exc)) from None
                 reply = self._infer(msg, raws, _remaining(context))
-                return tensors.response_to_wire(reply)
+                return splice.response_to_wire(reply)
         except _Abort as exc:
             context.abort(exc.code, str(exc))
             raise  # abort raises; this line only tells type checkers
@@ -187,7 +188,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             with self._in_flight:
                 raws = list(request.raw_input_contents)
                 request.ClearField("raw_input_contents")
-                return tensors.response_to_proto(self._infer(request, raws, _remaining(context)))
+                return serde.response_to_proto(self._infer(request, raws, _remaining(context)))
         except _Abort as exc:
             context.abort(exc.code, str(exc))
             raise
@@ -200,7 +201,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 with self._in_flight:
                     raws = list(request.raw_input_contents)
                     request.ClearField("raw_input_contents")
-                    reply = tensors.response_to_proto(self._infer(request, raws, None))
+                    reply = serde.response_to_proto(self._infer(request, raws, None))
                 yield pb.ModelStreamInferResponse(infer_response=reply)
             except _Abort as exc:
                 yield pb.ModelStreamInferResponse(error_message=f"{exc.code.name}: {exc}")
@@ -222,7 +223,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         msg: pb.ModelInferRequest,
         raws: Sequence[bytes | memoryview],
         remaining_s: float | None,
-    ) -> tensors.InferResponse:
+    ) -> serde.InferResponse:
         started = time.monotonic()
         labels = {"model": msg.model_name, "version": msg.model_version}
         self._metrics.in_flight.inc()
@@ -262,7 +263,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         msg: pb.ModelInferRequest,
         raws: Sequence[bytes | memoryview],
         remaining_s: float | None,
-    ) -> tuple[tensors.InferResponse, int]:
+    ) -> tuple[serde.InferResponse, int]:
         started = time.monotonic()
         where = f"model {tail.model!r} version {tail.version}"
         specs = tail.crossing
@@ -270,9 +271,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             declared = [
                 crossing.WireTensor(
                     t.name,
-                    tensors.dtype_of(t.datatype, name=t.name, role="input"),
+                    arrays.dtype_of(t.datatype, name=t.name, role="input"),
                     tuple(int(d) for d in t.shape),
-                    tensors.parameters_from_proto(t.parameters),
+                    serde.parameters_from_proto(t.parameters),
                 )
                 for t in msg.inputs
             ]
@@ -284,10 +285,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                     f"limit of {self._max_request_bytes} bytes per request",
                     code="RESOURCE_EXHAUSTED",
                 )
-            request = tensors.request_from_parts(msg, raws, max_bytes=self._max_request_bytes)
+            request = serde.request_from_parts(msg, raws, max_bytes=self._max_request_bytes)
             outputs_wanted = self._requested_outputs(tail, request.requested_outputs)
             inputs = crossing.decode_inputs(request.inputs, request.input_parameters, specs)
-        except (tensors.TensorWireError, crossing.CrossingError) as exc:
+        except (TensorWireError, crossing.CrossingError) as exc:
             raise _Abort(_status(exc.code), str(exc)) from None
 
         try:
@@ -315,7 +316,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         names = [s.name for s in tail.outputs]
         by_name = dict(zip(names, result.outputs, strict=True))
         chosen = outputs_wanted or names
-        response = tensors.InferResponse(
+        response = serde.InferResponse(
             model_name=tail.model,
             model_version=tail.version,
             id=msg.id,
@@ -354,7 +355,7 @@ def add_inference_service(servicer: InferenceService, server: grpc.Server) -> No
 
     Like the generated ``add_GRPCInferenceServiceServicer_to_server``, except that
     ModelInfer takes and returns bytes: its tensors are spliced onto the message
-    (``protos.tensors.split_request`` / ``response_to_wire``) instead of being copied
+    (``protos.splice.split_request`` / ``response_to_wire``) instead of being copied
     through protobuf objects. The bytes on the wire are the same protobuf encoding.
     """
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]

@@ -16,9 +16,10 @@ import grpc
 
 from edge_node.throttle import TokenBucket
 from partitioner.deploy import crossing
-from protos import tensors, transport
+from protos import serde, splice, transport
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
+from protos.errors import TensorWireError
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -97,10 +98,10 @@ class CloudClient:
         self.close()
 
     def infer(
-        self, request: tensors.InferRequest, timeout_s: float
-    ) -> tuple[tensors.InferResponse, CallTiming]:
+        self, request: serde.InferRequest, timeout_s: float
+    ) -> tuple[serde.InferResponse, CallTiming]:
         """Send one ModelInfer; the deadline covers the emulated uplink wait too."""
-        data = tensors.request_to_wire(request)
+        data = splice.request_to_wire(request)
         nbytes = len(data)
         start = time.monotonic()
         waited = self.uplink.send(nbytes) if self.uplink is not None else 0.0
@@ -114,8 +115,8 @@ class CloudClient:
         except grpc.RpcError as exc:
             raise CloudError(exc.code().name, exc.details() or "") from None
         try:
-            response = tensors.response_from_wire(reply)
-        except tensors.TensorWireError as exc:
+            response = splice.response_from_wire(reply)
+        except TensorWireError as exc:
             raise CloudError("DATA_LOSS", f"the cloud's response does not decode: {exc}") from None
         elapsed = time.monotonic() - start
         params = response.parameters

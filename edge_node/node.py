@@ -32,7 +32,7 @@ from edge_node.sources import Frame
 from partitioner.deploy import crossing
 from partitioner.deploy.repository import Band
 from partitioner.errors import EdgecutError
-from protos import tensors
+from protos import serde
 
 log = logging.getLogger("edge_node")
 
@@ -391,7 +391,7 @@ class EdgeNode:
         t0 = time.monotonic()
         mid = head.run(frame.data)
         inputs, params = crossing.encode_inputs(mid, head.crossing, self.codec)
-        request = tensors.InferRequest(
+        request = serde.InferRequest(
             model_name=self.model.name,
             model_version=head.version,
             id=str(frame.id),
@@ -429,7 +429,7 @@ class EdgeNode:
             bytes_sent=timing.request_bytes,
         )
 
-    def _check_outputs(self, response: tensors.InferResponse) -> dict[str, np.ndarray]:
+    def _check_outputs(self, response: serde.InferResponse) -> dict[str, np.ndarray]:
         names = self.model.output_names
         missing = [n for n in names if n not in response.outputs]
         if missing:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from protos import tensors, transport
+from protos import serde, transport
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
 
@@ -125,8 +125,8 @@ def test_deploy_split_adds_a_served_version(
     x = np.random.default_rng(3).standard_normal((2, 1, 8, 8), dtype=np.float32)
     art = repo.artifact("2")
     (mid,) = (t.numpy() for t in art.run_head(torch.from_numpy(x)))
-    msg = tensors.request_to_proto(tensors.InferRequest("digits_copy", {"relu1": mid}))
-    got = tensors.response_from_proto(cloud.stub().ModelInfer(msg, timeout=60)).outputs["fc2"]
+    msg = serde.request_to_proto(serde.InferRequest("digits_copy", {"relu1": mid}))
+    got = serde.response_from_proto(cloud.stub().ModelInfer(msg, timeout=60)).outputs["fc2"]
     np.testing.assert_allclose(got, repo.reference(x), rtol=1e-4, atol=1e-5)
     # A second upload gets the next version; the same version again needs replace.
     assert stub.DeploySplit(_upload(source, "digits_copy"), timeout=120).version == "2"

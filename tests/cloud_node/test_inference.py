@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from partitioner.codecs import CODECS
 from partitioner.deploy import crossing
-from protos import tensors, transport
+from protos import serde, transport
 from protos.inference import grpc_service_pb2 as pb
 
 MODEL = "digits_cnn"
@@ -28,8 +28,8 @@ def frames(n: int, seed: int = 0) -> np.ndarray:
 
 
 def request(inputs: dict[str, np.ndarray], *, version: str = "", **kwargs: Any) -> Any:
-    return tensors.request_to_proto(
-        tensors.InferRequest(MODEL, inputs, model_version=version, **kwargs)
+    return serde.request_to_proto(
+        serde.InferRequest(MODEL, inputs, model_version=version, **kwargs)
     )
 
 
@@ -53,7 +53,7 @@ def test_every_cut_and_codec_answers_like_the_local_tail(
     x = frames(3, seed=int(version))
     art, mid = head_outputs(repo, version, x)
     inputs, params = crossing.encode_inputs(mid, art.crossing, codec)
-    reply = tensors.response_from_proto(
+    reply = serde.response_from_proto(
         stub.ModelInfer(
             request(inputs, version=version, id="f7", input_parameters=params), timeout=60
         )
@@ -150,7 +150,7 @@ BAD_REQUESTS: list[tuple[str, Callable[[dict[str, np.ndarray]], Any], str, str]]
     ),
     (
         "unknown model",
-        lambda good: tensors.request_to_proto(tensors.InferRequest("resnet9", good)),
+        lambda good: serde.request_to_proto(serde.InferRequest("resnet9", good)),
         "NOT_FOUND",
         "unknown model 'resnet9': this server serves digits_cnn",
     ),
@@ -235,7 +235,7 @@ def test_bad_requests_get_the_right_status_and_say_what_was_expected(
     assert error.code() == grpc.StatusCode[code], error.details()
     assert message in error.details()
     # The server keeps serving, and counted the error.
-    ok = tensors.response_from_proto(stub.ModelInfer(request(good, version="1"), timeout=60))
+    ok = serde.response_from_proto(stub.ModelInfer(request(good, version="1"), timeout=60))
     assert ok.outputs["fc2"].shape == (1, 10)
     assert errors._value.get() == before + 1
 
@@ -247,8 +247,8 @@ def test_requested_outputs_and_typed_contents(repo: Any, shared_cloud: Any) -> N
     tensor = msg.inputs.add(name="pool2", datatype="FP32", shape=list(good["pool2"].shape))
     tensor.contents.fp32_contents.extend(good["pool2"].ravel().tolist())
     msg.outputs.add(name="fc2")
-    reply = tensors.response_from_proto(stub.ModelInfer(msg, timeout=60))
-    want = tensors.response_from_proto(stub.ModelInfer(request(good, version="1"), timeout=60))
+    reply = serde.response_from_proto(stub.ModelInfer(msg, timeout=60))
+    want = serde.response_from_proto(stub.ModelInfer(request(good, version="1"), timeout=60))
     np.testing.assert_array_equal(reply.outputs["fc2"], want.outputs["fc2"])
 
 
@@ -297,7 +297,7 @@ def test_graceful_shutdown_finishes_in_flight_work_and_reports_not_serving(
     stopper = threading.Thread(target=cloud.node.stop, kwargs={"grace_s": 30, "drain_s": 0.5})
     stopper.start()
     assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
-    reply = tensors.response_from_proto(future.result(timeout=60))
+    reply = serde.response_from_proto(future.result(timeout=60))
     assert reply.outputs["fc2"].shape == (1, 10)
     stopper.join(60)
     assert not stopper.is_alive()

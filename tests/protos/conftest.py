@@ -18,7 +18,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2_grpc
 
-from protos import tensors, transport
+from protos import serde, transport
+from protos.errors import TensorWireError
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -33,7 +34,7 @@ class EchoServicer(pb_grpc.GRPCInferenceServiceServicer):
     """A minimal OIP server: every input comes back as output '<name>_echo'."""
 
     max_bytes: int | None = None
-    received: list[tensors.InferRequest] = field(default_factory=list)
+    received: list[serde.InferRequest] = field(default_factory=list)
 
     def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -43,18 +44,18 @@ class EchoServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         try:
-            decoded = tensors.request_from_proto(request, max_bytes=self.max_bytes)
-        except tensors.TensorWireError as exc:
+            decoded = serde.request_from_proto(request, max_bytes=self.max_bytes)
+        except TensorWireError as exc:
             context.abort(grpc.StatusCode[exc.code], str(exc))
         self.received.append(decoded)
-        response = tensors.InferResponse(
+        response = serde.InferResponse(
             model_name=decoded.model_name,
             model_version=decoded.model_version or "1",
             id=decoded.id,
             outputs={f"{name}_echo": array for name, array in decoded.inputs.items()},
             parameters=decoded.parameters,
         )
-        return tensors.response_to_proto(response)
+        return serde.response_to_proto(response)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos import tensors, transport
+from protos import serde, transport
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 
@@ -36,7 +36,7 @@ def status_of(call: Callable[[], Any]) -> grpc.StatusCode:
 
 def big_request(n_bytes: int) -> pb.ModelInferRequest:
     array = np.arange(n_bytes // 4, dtype=np.float32)
-    return tensors.request_to_proto(tensors.InferRequest("echo", {"x": array}))
+    return serde.request_to_proto(serde.InferRequest("echo", {"x": array}))
 
 
 def test_messages_above_4_mib_pass_both_ways(start_server: StartServer) -> None:
@@ -45,7 +45,7 @@ def test_messages_above_4_mib_pass_both_ways(start_server: StartServer) -> None:
     assert request.ByteSize() > 4 * 2**20
     with transport.build_channel(server.target) as channel:
         reply = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
-    out = tensors.response_from_proto(reply).outputs["x_echo"]
+    out = serde.response_from_proto(reply).outputs["x_echo"]
     assert out.shape == (5 * 2**20 // 4,) and out[-1] == out.size - 1
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2
 
-from protos import tensors, transport
+from protos import serde, transport
+from protos.errors import TensorWireError
 from protos.inference import grpc_service_pb2 as pb
 
 # Fields in our copy that Triton's copy lacks: present in the published KServe spec.
@@ -36,9 +37,9 @@ def offline(
         "count": np.array(7, dtype=np.uint64),
         "none": np.zeros((0, 4), dtype=np.int16),
     }
-    response = tensors.InferResponse("split-net", outputs, model_version="2", id="req-7")
+    response = serde.InferResponse("split-net", outputs, model_version="2", id="req-7")
     (directory / "edgecut_response.bin").write_bytes(
-        tensors.response_to_proto(response).SerializeToString()
+        serde.response_to_proto(response).SerializeToString()
     )
     np.savez(directory / "edgecut_outputs.npz", **outputs)  # type: ignore[arg-type]
     run_peer("offline", directory)
@@ -114,7 +115,7 @@ def test_our_proto_matches_tritons_field_for_field(offline: Path) -> None:
 
 def test_tritonclient_raw_request_decodes(offline: Path) -> None:
     wire = pb.ModelInferRequest.FromString((offline / "raw_request.bin").read_bytes())
-    request = tensors.request_from_proto(wire)
+    request = serde.request_from_proto(wire)
     expected = np.load(offline / "raw_inputs.npz")
     assert list(request.inputs) == list(expected.files)
     assert len(expected.files) == 12  # every numeric datatype
@@ -130,7 +131,7 @@ def test_tritonclient_raw_request_decodes(offline: Path) -> None:
 
 def test_tritonclient_typed_request_decodes(offline: Path) -> None:
     wire = pb.ModelInferRequest.FromString((offline / "typed_request.bin").read_bytes())
-    inputs = tensors.request_from_proto(wire).inputs
+    inputs = serde.request_from_proto(wire).inputs
     assert inputs["x"].dtype == np.float32 and inputs["x"].tolist() == [[1.5, -2.0], [0.25, 8.0]]
     assert inputs["k"].dtype == np.int8 and inputs["k"].tolist() == [-128, 0, 127]
     assert inputs["b"].dtype == np.bool_ and inputs["b"].tolist() == [True, False]
@@ -138,8 +139,8 @@ def test_tritonclient_typed_request_decodes(offline: Path) -> None:
 
 def test_tritonclient_bytes_tensor_is_refused_clearly(offline: Path) -> None:
     wire = pb.ModelInferRequest.FromString((offline / "bytes_request.bin").read_bytes())
-    with pytest.raises(tensors.TensorWireError, match=r"input 'text': BYTES .* not supported"):
-        tensors.request_from_proto(wire)
+    with pytest.raises(TensorWireError, match=r"input 'text': BYTES .* not supported"):
+        serde.request_from_proto(wire)
 
 
 def test_tritonclient_reads_our_response(offline: Path) -> None:

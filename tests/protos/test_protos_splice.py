@@ -1,11 +1,12 @@
-"""ModelInfer as spliced bytes: the same protobuf encoding, tensors copied once or not at all."""
+"""protos.splice: ModelInfer as bytes of the protobuf encoding, tensors copied once or never."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from protos import tensors
+from protos import serde, splice
+from protos.errors import TensorWireError
 from protos.inference import grpc_service_pb2 as pb
 
 ARRAYS = {
@@ -20,8 +21,8 @@ ARRAYS = {
 }
 
 
-def _request() -> tensors.InferRequest:
-    return tensors.InferRequest(
+def _request() -> serde.InferRequest:
+    return serde.InferRequest(
         "split-net",
         ARRAYS,
         model_version="2",
@@ -41,49 +42,49 @@ def _same(got: dict, want: dict) -> None:
 
 def test_request_bytes_are_the_protobuf_encoding_both_ways() -> None:
     request = _request()
-    data = tensors.request_to_wire(request)
+    data = splice.request_to_wire(request)
     # A plain protobuf parser reads the spliced bytes as the same message.
     parsed = pb.ModelInferRequest.FromString(data)
     assert parsed == pb.ModelInferRequest.FromString(
-        tensors.request_to_proto(request).SerializeToString()
+        serde.request_to_proto(request).SerializeToString()
     )
-    decoded = tensors.request_from_wire(data)
+    decoded = splice.request_from_wire(data)
     _same(decoded.inputs, ARRAYS)
     assert decoded.parameters == {"frames": 3} and decoded.requested_outputs == ("y",)
     assert decoded.input_parameters == {"i8": {"edgecut.codec": "int8"}}
     # And the spliced reader reads what protobuf serialized.
-    again = tensors.request_from_wire(tensors.request_to_proto(request).SerializeToString())
+    again = splice.request_from_wire(serde.request_to_proto(request).SerializeToString())
     _same(again.inputs, ARRAYS)
 
 
 def test_response_bytes_round_trip_and_arrays_are_views() -> None:
-    response = tensors.InferResponse("m", ARRAYS, model_version="1", parameters={"q": 1.5})
-    data = tensors.response_to_wire(response)
-    assert pb.ModelInferResponse.FromString(data) == tensors.response_to_proto(response)
-    decoded = tensors.response_from_wire(data)
+    response = serde.InferResponse("m", ARRAYS, model_version="1", parameters={"q": 1.5})
+    data = splice.response_to_wire(response)
+    assert pb.ModelInferResponse.FromString(data) == serde.response_to_proto(response)
+    decoded = splice.response_from_wire(data)
     _same(decoded.outputs, ARRAYS)
     assert decoded.parameters == {"q": 1.5}
     assert not decoded.outputs["f32"].flags.writeable  # a view of the received bytes
 
 
 def test_split_request_separates_metadata_from_raw_contents() -> None:
-    msg, raws = tensors.split_request(tensors.request_to_wire(_request()))
+    msg, raws = splice.split_request(splice.request_to_wire(_request()))
     assert [t.name for t in msg.inputs] == list(ARRAYS) and not len(msg.raw_input_contents)
     assert [r.nbytes for r in raws] == [a.nbytes for a in ARRAYS.values()]
-    with pytest.raises(tensors.TensorWireError, match="given twice"):
-        tensors.request_from_parts(tensors.request_to_proto(_request()), raws)
+    with pytest.raises(TensorWireError, match="given twice"):
+        serde.request_from_parts(serde.request_to_proto(_request()), raws)
 
 
 @pytest.mark.parametrize("cut", [1, 5, -3])
 def test_truncated_or_garbled_bytes_are_refused(cut: int) -> None:
-    data = tensors.request_to_wire(_request())
-    with pytest.raises(tensors.TensorWireError):
-        tensors.request_from_wire(data[:cut] if cut > 0 else data[:cut] + b"\xff\xff\xff")
+    data = splice.request_to_wire(_request())
+    with pytest.raises(TensorWireError):
+        splice.request_from_wire(data[:cut] if cut > 0 else data[:cut] + b"\xff\xff\xff")
 
 
 def test_byte_counts_are_still_checked() -> None:
     msg = pb.ModelInferRequest(model_name="m")
     msg.inputs.add(name="x", datatype="FP32", shape=[2, 2])
     msg.raw_input_contents.append(b"\x00" * 12)
-    with pytest.raises(tensors.TensorWireError, match="needs 16 bytes, got 12"):
-        tensors.request_from_wire(msg.SerializeToString())
+    with pytest.raises(TensorWireError, match="needs 16 bytes, got 12"):
+        splice.request_from_wire(msg.SerializeToString())
