@@ -365,12 +365,6 @@ for _coder in _CODERS.values():
 # -- pricing a codec on real tensors ----------------------------------------------------
 
 
-def encoded_bytes(codec: Codec | str, array: np.ndarray) -> int:
-    """Bytes ``codec`` puts on the wire for ``array``: payload plus side information."""
-    codec = CODECS.get(codec) if isinstance(codec, str) else codec
-    return codec.encode(array).nbytes
-
-
 def measure_codec(
     codec: Codec | str,
     frames: Iterable[np.ndarray],
