@@ -279,37 +279,20 @@ class _BearerTokenClient(
             getattr(details, "compression", None),
         )
 
-    def intercept_unary_unary(
+    def _intercept(
         self,
         continuation: Callable[..., Any],
         client_call_details: grpc.ClientCallDetails,
-        request: Any,
+        request_or_iterator: Any,
     ) -> Any:
-        return continuation(self._details(client_call_details), request)
+        return continuation(self._details(client_call_details), request_or_iterator)
 
-    def intercept_unary_stream(
-        self,
-        continuation: Callable[..., Any],
-        client_call_details: grpc.ClientCallDetails,
-        request: Any,
-    ) -> Any:
-        return continuation(self._details(client_call_details), request)
-
-    def intercept_stream_unary(
-        self,
-        continuation: Callable[..., Any],
-        client_call_details: grpc.ClientCallDetails,
-        request_iterator: Any,
-    ) -> Any:
-        return continuation(self._details(client_call_details), request_iterator)
-
-    def intercept_stream_stream(
-        self,
-        continuation: Callable[..., Any],
-        client_call_details: grpc.ClientCallDetails,
-        request_iterator: Any,
-    ) -> Any:
-        return continuation(self._details(client_call_details), request_iterator)
+    # gRPC calls the one that matches the call's streaming shape, with positional arguments;
+    # all four only add the header.
+    intercept_unary_unary = _intercept
+    intercept_unary_stream = _intercept
+    intercept_stream_unary = _intercept
+    intercept_stream_stream = _intercept
 
 
 # ------------------------------------------------------------------- buffers
