@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from protos import serde, splice
 from protos.errors import TensorWireError
 from protos.inference import grpc_service_pb2 as pb
 
-ARRAYS = {
+ARRAYS: dict[str, np.ndarray] = {
     "f32": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
     "f16": np.array([[0.5, -2.0]], dtype=np.float16),
     "i8": np.array([-128, 0, 127], dtype=np.int8),
@@ -33,7 +35,7 @@ def _request() -> serde.InferRequest:
     )
 
 
-def _same(got: dict, want: dict) -> None:
+def _same(got: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray]) -> None:
     assert list(got) == list(want)
     for name, array in want.items():
         assert got[name].dtype == array.dtype.newbyteorder("<") or got[name].dtype == array.dtype
