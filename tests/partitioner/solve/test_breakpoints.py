@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,6 +17,7 @@ from partitioner.solve import solve
 from partitioner.solve.breakpoints import BreakpointTable, build_table
 
 GRID = np.geomspace(0.1, 1000.0, 120)
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _agrees_with_grid(cost: CostModel, table: BreakpointTable, objective: str = "latency") -> None:
@@ -97,3 +102,27 @@ def test_bad_ranges_and_objective(captured_zoo) -> None:
         build_table(cost, 0.0, 1.0)
     with pytest.raises(EdgecutError, match="throughput"):
         build_table(cost, 1.0, 10.0, objective="throughput")
+
+
+def test_table_json_has_exactly_the_documented_fields(captured_zoo) -> None:
+    text = (ROOT / "docs" / "contracts.md").read_text()
+    section = text.split("## `edgecut plan ... --sweep-bandwidth LO:HI --json`\n", 1)[1]
+    block = section.split("```\n", 2)[1]  # the first fenced block of the section
+    entry = re.search(r'"breakpoints":\s*\[\{(.*?)\}\]', block, re.S)
+    assert entry, "the breakpoint entries are no longer documented as a list of objects"
+    documented_entry = set(re.findall(r'"(\w+)"', entry.group(1)))
+    documented_top = set(re.findall(r'"(\w+)"', block.replace(entry.group(1), "")))
+    assert {"min_mbps", "max_mbps", "edge_nodes", "total_ms_at_min", "total_ms_at_max"} <= (
+        documented_entry
+    )  # DESIGN.md's contract
+
+    _, cap = captured_zoo("resnet18", (1, 3, 224, 224))
+    cost = CostModel(
+        cap.graph, DEVICES.get("rpi4"), DEVICES.get("a100"), NETWORKS.get("lte"), "int8"
+    )
+    data = json.loads(json.dumps(build_table(cost, 0.1, 1000.0).to_json(), allow_nan=False))
+    assert set(data) | {"model"} == documented_top  # the CLI adds the model's name
+    assert len(data["breakpoints"]) >= 2
+    for e in data["breakpoints"]:
+        assert set(e) == documented_entry
+        assert e["edge_nodes"][0] == "x"  # topological order: the input first
