@@ -3,7 +3,8 @@
 A policy is compiled once per group (:meth:`Policy.compile`: the cuts it may use, from
 the group's :class:`~simulator.cuts.GroupModel`) and then chooses an option per frame in
 the simulator core (:meth:`Policy.choose`, numpy only). Policies live in a registry
-(:func:`register_policy`, :data:`POLICIES`); scenarios name them.
+(:func:`register_policy`, :data:`POLICIES`); a scenario names one and gives its
+parameters as a :class:`PolicyConfig`.
 
 ``adaptive`` mimics an edge node that re-plans by the breakpoint table: its bandwidth
 estimate for a frame captured at ``t`` is an EWMA (weight ``alpha`` on the newest sample)
@@ -17,21 +18,53 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
 from partitioner.registry import Registry
-
-if TYPE_CHECKING:
-    from simulator.cuts import GroupModel
-    from simulator.scenario import PolicyConfig
+from simulator.cuts import GroupModel
+from simulator.fields import FieldError, check_non_negative, check_one_of, check_positive
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 OptionArray = NDArray[np.int16]
+
+# The planner's objectives that a breakpoint table can hold (throughput is not linear in
+# 1 / bandwidth, so partitioner.solve.breakpoints refuses it).
+OBJECTIVES = ("latency", "energy")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Which cut each frame uses: a registered policy's ``name`` and its parameters."""
+
+    name: str
+    cut_after: str | None = None  # fixed: this node and its predecessors run on the edge
+    bandwidth_mbps: float | None = None  # planned: plan for this uplink (default: the mean)
+    objective: str = "latency"  # adaptive, planned
+    lag_s: float = 1.0  # adaptive: the estimate is this old
+    sample_s: float = 1.0  # adaptive: each sample averages the capacity over this long
+    alpha: float = 0.3  # adaptive: EWMA weight of the newest sample
+    min_mbps: float = 0.05  # adaptive: range of the breakpoint table
+    max_mbps: float = 1000.0
+
+    def __post_init__(self) -> None:
+        check_one_of("name", self.name, list(POLICIES))
+        if self.name == "fixed" and not self.cut_after:
+            raise FieldError("cut_after", "policy fixed needs cut_after: NODE (a node name)")
+        check_positive("bandwidth_mbps", self.bandwidth_mbps, allow_none=True)
+        check_one_of("objective", self.objective, OBJECTIVES)
+        check_non_negative("lag_s", self.lag_s)
+        check_positive("sample_s", self.sample_s)
+        if not 0 < self.alpha <= 1:
+            raise FieldError("alpha", f"must be in (0, 1], got {self.alpha}")
+        check_positive("min_mbps", self.min_mbps)
+        check_positive("max_mbps", self.max_mbps)
+        if not self.max_mbps > self.min_mbps:
+            raise FieldError("max_mbps", f"must be > min_mbps ({self.min_mbps})")
 
 
 @dataclass(frozen=True, eq=False)

@@ -2,61 +2,36 @@
 
 A scenario is a fleet of camera groups (how many, how often they capture, on which
 device, which model, over which uplink, answering to which cloud site), the cloud sites
-(servers, device, service-time model, batching), a split policy, a duration, a deadline
-and a seed. :func:`load_scenario` validates a file once, before anything runs; every
-error names the file and the field (``fleet[1].network.traces[0]``). Example scenarios
-live in ``scenarios/``; ``docs/simulator.md`` lists every field.
+(servers, device, service-time model, batching), a split policy (its config,
+:class:`~simulator.policies.PolicyConfig`, lives with the policies), a duration, a
+deadline and a seed. :func:`load_scenario` validates a file once, before anything runs;
+every error names the file and the field (``fleet[1].network.traces[0]``). Example
+scenarios live in ``scenarios/``; ``docs/simulator.md`` lists every field.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
+from partitioner.codecs import CODECS
 from partitioner.errors import ConfigError, did_you_mean
+from partitioner.pricing.network import NETWORKS, packaged_traces
+from simulator.fields import FieldError, check_non_negative, check_one_of, check_positive
+from simulator.policies import POLICIES, PolicyConfig
 
 ARRIVALS = ("periodic", "poisson")
 TRACE_ASSIGNMENTS = ("round-robin", "random")
 TRACE_OFFSETS = ("random", "zero")
 DISTRIBUTIONS = ("uniform", "lognormal")
 SERVICE_MODELS = ("profile", "exponential")
-OBJECTIVES = ("latency", "energy")
 # RTT and radio energy model of uplinks given as a rate, a distribution or traces.
 DEFAULT_RADIO = "lte"
-
-
-class FieldError(ValueError):
-    """A bad value in one field of a config dataclass (the loader adds file and path)."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field_name = field_name
-        self.message = message
-
-
-def _positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or not (value > 0 and math.isfinite(value)):
-        raise FieldError(name, f"must be a finite number > 0, got {value}")
-
-
-def _non_negative(name: str, value: float | None, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or not (value >= 0 and math.isfinite(value)):
-        raise FieldError(name, f"must be a finite number >= 0, got {value}")
-
-
-def _one_of(name: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise FieldError(
-            name,
-            f"expected one of {', '.join(allowed)}, got {value!r}{did_you_mean(value, allowed)}",
-        )
 
 
 @dataclass(frozen=True)
@@ -70,16 +45,16 @@ class DistributionConfig:
     sigma: float | None = None  # lognormal: standard deviation of ln(rate)
 
     def __post_init__(self) -> None:
-        _one_of("kind", self.kind, DISTRIBUTIONS)
+        check_one_of("kind", self.kind, DISTRIBUTIONS)
         if self.kind == "uniform":
-            _positive("min_mbps", self.min_mbps)
-            _positive("max_mbps", self.max_mbps)
+            check_positive("min_mbps", self.min_mbps)
+            check_positive("max_mbps", self.max_mbps)
             assert self.min_mbps is not None and self.max_mbps is not None
             if self.max_mbps < self.min_mbps:
                 raise FieldError("max_mbps", f"must be >= min_mbps ({self.min_mbps})")
         else:
-            _positive("median_mbps", self.median_mbps)
-            _non_negative("sigma", self.sigma)
+            check_positive("median_mbps", self.median_mbps)
+            check_non_negative("sigma", self.sigma)
 
     @property
     def mean_mbps(self) -> float:
@@ -128,17 +103,15 @@ class NetworkConfig:
                 "give exactly one of preset, mbps, distribution, traces; got "
                 + (", ".join(given) or "none"),
             )
-        from partitioner.pricing.network import NETWORKS
-
         if self.preset is not None:
-            _one_of("preset", self.preset, list(NETWORKS))
-        _positive("mbps", self.mbps, allow_none=True)
-        _one_of("assign", self.assign, TRACE_ASSIGNMENTS)
-        _one_of("offset", self.offset, TRACE_OFFSETS)
-        _non_negative("rtt_ms", self.rtt_ms, allow_none=True)
-        _positive("downlink_mbps", self.downlink_mbps, allow_none=True)
+            check_one_of("preset", self.preset, list(NETWORKS))
+        check_positive("mbps", self.mbps, allow_none=True)
+        check_one_of("assign", self.assign, TRACE_ASSIGNMENTS)
+        check_one_of("offset", self.offset, TRACE_OFFSETS)
+        check_non_negative("rtt_ms", self.rtt_ms, allow_none=True)
+        check_positive("downlink_mbps", self.downlink_mbps, allow_none=True)
         if self.radio is not None:
-            _one_of("radio", self.radio, list(NETWORKS))
+            check_one_of("radio", self.radio, list(NETWORKS))
 
     @property
     def kind(self) -> str:
@@ -151,38 +124,6 @@ class NetworkConfig:
     def profile_name(self) -> str:
         """The network preset that gives the RTT and radio model."""
         return self.preset or self.radio or DEFAULT_RADIO
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """Which cut each frame uses. ``name`` is a registered policy (simulator.policies)."""
-
-    name: str
-    cut_after: str | None = None  # fixed: this node and its predecessors run on the edge
-    bandwidth_mbps: float | None = None  # planned: plan for this uplink (default: the mean)
-    objective: str = "latency"  # adaptive, planned
-    lag_s: float = 1.0  # adaptive: the estimate is this old
-    sample_s: float = 1.0  # adaptive: each sample averages the capacity over this long
-    alpha: float = 0.3  # adaptive: EWMA weight of the newest sample
-    min_mbps: float = 0.05  # adaptive: range of the breakpoint table
-    max_mbps: float = 1000.0
-
-    def __post_init__(self) -> None:
-        from simulator.policies import POLICIES
-
-        _one_of("name", self.name, list(POLICIES))
-        if self.name == "fixed" and not self.cut_after:
-            raise FieldError("cut_after", "policy fixed needs cut_after: NODE (a node name)")
-        _positive("bandwidth_mbps", self.bandwidth_mbps, allow_none=True)
-        _one_of("objective", self.objective, OBJECTIVES)
-        _non_negative("lag_s", self.lag_s)
-        _positive("sample_s", self.sample_s)
-        if not 0 < self.alpha <= 1:
-            raise FieldError("alpha", f"must be in (0, 1], got {self.alpha}")
-        _positive("min_mbps", self.min_mbps)
-        _positive("max_mbps", self.max_mbps)
-        if not self.max_mbps > self.min_mbps:
-            raise FieldError("max_mbps", f"must be > min_mbps ({self.min_mbps})")
 
 
 @dataclass(frozen=True)
@@ -209,16 +150,14 @@ class GroupConfig:
             raise FieldError("name", "must be a non-empty string")
         if self.count < 1:
             raise FieldError("count", f"must be >= 1, got {self.count}")
-        _positive("fps", self.fps)
-        _one_of("arrival", self.arrival, ARRIVALS)
-        _non_negative("start_jitter_s", self.start_jitter_s, allow_none=True)
+        check_positive("fps", self.fps)
+        check_one_of("arrival", self.arrival, ARRIVALS)
+        check_non_negative("start_jitter_s", self.start_jitter_s, allow_none=True)
         if self.input_shape is not None and not all(d > 0 for d in self.input_shape):
             raise FieldError("input_shape", f"must be positive integers, got {self.input_shape}")
         if self.edge_queue_limit is not None and self.edge_queue_limit < 1:
             raise FieldError("edge_queue_limit", f"must be >= 1, got {self.edge_queue_limit}")
-        from partitioner.codecs import CODECS
-
-        _one_of("codec", self.codec, [c.name for c in CODECS.list()])
+        check_one_of("codec", self.codec, [c.name for c in CODECS.list()])
 
     @property
     def jitter_s(self) -> float:
@@ -235,7 +174,7 @@ class BatchingConfig:
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise FieldError("max_batch", f"must be >= 1, got {self.max_batch}")
-        _non_negative("window_ms", self.window_ms)
+        check_non_negative("window_ms", self.window_ms)
 
 
 @dataclass(frozen=True)
@@ -254,7 +193,7 @@ class SiteConfig:
             raise FieldError("name", "must be a non-empty string")
         if self.servers < 1:
             raise FieldError("servers", f"must be >= 1, got {self.servers}")
-        _one_of("service", self.service, SERVICE_MODELS)
+        check_one_of("service", self.service, SERVICE_MODELS)
 
 
 @dataclass(frozen=True)
@@ -271,11 +210,11 @@ class Scenario:
     source: str = "<scenario>"  # the file it came from
 
     def __post_init__(self) -> None:
-        _positive("duration_s", self.duration_s)
-        _positive("deadline_ms", self.deadline_ms)
+        check_positive("duration_s", self.duration_s)
+        check_positive("deadline_ms", self.deadline_ms)
         if not 0 <= self.seed < 1 << 64:
             raise FieldError("seed", f"must be an integer in [0, 2**64), got {self.seed}")
-        _positive("window_s", self.window_s, allow_none=True)
+        check_positive("window_s", self.window_s, allow_none=True)
         if self.timeline_bins < 1:
             raise FieldError("timeline_bins", f"must be >= 1, got {self.timeline_bins}")
         if not self.fleet:
@@ -409,8 +348,6 @@ def _fields_of(cls: type) -> list[str]:
 def _policy(data: Any, at: _At) -> PolicyConfig:
     if isinstance(data, str):
         data = {"name": data}
-    from simulator.policies import POLICIES
-
     raw = _mapping(data, at, _fields_of(PolicyConfig), required=["name"])
     name = _string(raw["name"], at.child("name"))
     if name in POLICIES:  # parameters of another policy are a mistake, not a no-op
@@ -433,8 +370,6 @@ def _distribution(data: Any, at: _At) -> DistributionConfig:
 
 
 def _traces(data: Any, at: _At, base_dir: Path | None) -> tuple[str, ...]:
-    from partitioner.pricing.network import packaged_traces
-
     names = [data] if isinstance(data, str) else _list(data, at)
     if not names:
         raise at.error("needs at least one trace")
@@ -568,8 +503,6 @@ def scenario_from_dict(
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; raises ConfigError naming the file and field."""
-    import yaml
-
     p = Path(path)
     try:
         text = p.read_text()

@@ -11,8 +11,9 @@ import yaml
 
 from edgecut.cli import main
 from partitioner.errors import ConfigError
-from simulator.policies import POLICIES
-from simulator.scenario import FieldError, PolicyConfig, load_scenario, scenario_from_dict
+from simulator.fields import FieldError
+from simulator.policies import POLICIES, PolicyConfig
+from simulator.scenario import load_scenario, scenario_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "scenarios").glob("*.yaml"))
