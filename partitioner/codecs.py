@@ -4,7 +4,7 @@ A codec encodes an array into an :class:`EncodedTensor` (payload bytes, the wire
 dtype and shape, and the few numbers needed to decode, such as per-channel
 scales) and decodes it back. The cost model prices a codec by the bytes it puts
 on the wire and the memory passes it makes on each side. Codecs live in a
-registry (:func:`register_codec`); ``none`` sends float32 as is.
+registry (``CODECS``); ``none`` sends float32 as is.
 
 A lossy base (``fp16``, ``int8``) can be followed by a fast lossless stage
 (``fp16+zstd``, ``int8+lz4``; ``zstd`` and ``lz4`` alone keep float32 exact). The

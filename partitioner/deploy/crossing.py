@@ -32,8 +32,7 @@ import numpy as np
 from partitioner.codecs import CODECS, EncodedTensor
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import TensorSpec
-
-ParamValue = bool | int | float | str
+from protos.serde import ParamValue
 
 CODEC_PARAM = "edgecut.codec"
 SHAPE_PARAM = "edgecut.shape"
