@@ -1,21 +1,31 @@
-"""The one registry behind every kind of plug-in, and every kind's registry filled and reachable."""
+"""The one registry behind every kind of plug-in, every kind's registry filled and
+reachable, and behaviour every entry of a kind must have (each new entry is tested for
+free): network presets price a transfer with sound figures, policies compile on a model
+and choose one of their cuts for every frame."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from partitioner.codecs import CODECS
 from partitioner.compress import METHODS
 from partitioner.deploy.runtimes import RUNTIMES
 from partitioner.errors import EdgecutError, ModelSpecError
+from partitioner.model.synthetic import random_dag
 from partitioner.model.zoo import MODELS
-from partitioner.pricing.network import NETWORKS
+from partitioner.pricing.cost import OBJECTIVES, CostModel
+from partitioner.pricing.network import NETWORKS, resolve_network
 from partitioner.pricing.profiles import DEVICES
 from partitioner.registry import Registry
+from partitioner.solve.plan import make_plan
 from partitioner.solve.problem import SOLVERS
-from simulator.policies import POLICIES
+from simulator.cuts import GroupModel
+from simulator.policies import POLICIES, FrameContext
+from simulator.scenario import PolicyConfig
 
 
 @dataclass(frozen=True)
@@ -84,3 +94,73 @@ def test_every_kind_holds_its_builtins_and_names_them_in_errors(kind: str) -> No
         assert getattr(item, "name", name) == name  # every item is reachable by its own name
     with pytest.raises(EdgecutError, match=f"unknown {kind} 'no-such-thing': expected one of"):
         registry.get("no-such-thing")
+
+
+# --- every network preset ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NETWORKS.names())
+def test_every_network_preset_has_sound_figures_and_prices_a_transfer(name: str) -> None:
+    net = NETWORKS.get(name)
+    assert net.source, "a preset says where its figures come from"
+    assert math.isfinite(net.uplink_mbps) and 0.01 <= net.uplink_mbps <= 10_000
+    assert math.isfinite(net.rtt_ms) and 0 <= net.rtt_ms <= 1_000
+    assert math.isfinite(net.radio_nj_per_bit) and 0 <= net.radio_nj_per_bit <= 10_000
+    assert math.isfinite(net.radio_base_mw) and 0 <= net.radio_base_mw <= 10_000
+    assert net.trace is None  # a preset is a constant uplink; traces are resolved apart
+    assert resolve_network(name) is net  # the CLI and scenarios reach it by its name
+
+    graph = random_dag(12, np.random.default_rng(0))
+    cost = CostModel(graph, DEVICES.get("rpi4"), DEVICES.get("x86-server"), net)
+    sent = cost.predict(cost.cloud_only())
+    assert sent.wire_bytes > 0
+    assert sent.transfer_ms == pytest.approx(sent.wire_bytes * 8 / (net.uplink_mbps * 1e3))
+    assert sent.rtt_ms == net.rtt_ms
+    for objective in OBJECTIVES:
+        plan = make_plan(cost, objective=objective)
+        assert all(math.isfinite(v) for v in plan.predicted.to_json().values())
+        assert plan.objective_value >= 0
+
+
+# --- every simulator policy ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_group() -> GroupModel:
+    """digits_cnn (17 nodes) on an rpi4 with a LAN to an x86 server: a cheap group whose
+    best cut changes with bandwidth (edge-only below about 0.5 Mbit/s, cloud-only above)."""
+    group = GroupModel.create(
+        "digits_cnn", None, edge="rpi4", cloud="x86-server", network=NETWORKS.get("ethernet"),
+        codec="none",
+    )  # fmt: skip
+    assert len(group.table(0.01, 1000.0).entries) >= 2
+    return group
+
+
+@pytest.mark.parametrize("name", POLICIES.names())
+def test_every_policy_compiles_on_a_model_and_chooses_one_of_its_cuts(
+    digits_group: GroupModel, name: str
+) -> None:
+    policy = POLICIES.get(name)
+    # cut_after is what `fixed` needs; every other policy ignores it
+    config = PolicyConfig(name, cut_after="relu2", min_mbps=0.01, max_mbps=1000.0)
+    compiled = policy.compile(config, digits_group)
+    assert compiled.name == name and compiled.cuts
+    graph = digits_group.graph
+    for cut in compiled.cuts:
+        assert "x" in cut and graph.is_closed(cut)  # the input is on the edge; no way back
+        digits_group.option(cut, 4)  # and the simulator can price it
+
+    # Two cameras, frames over 10 s, an uplink whose capacity swings from 0.02 to 500 Mbit/s.
+    t_s = np.concatenate([np.linspace(0, 10, 40), np.linspace(0.1, 10.1, 40)])
+    frames = FrameContext(
+        t_s=t_s,
+        row_ptr=np.array([0, 40, 80], dtype=np.int64),
+        capacity_mbps=lambda t, span: 0.02 * 25_000 ** ((np.sin(t) + 1) / 2),
+        state=np.full(2, np.nan),
+    )
+    options = policy.choose(compiled, frames)
+    assert options.shape == t_s.shape
+    assert np.all((options >= 0) & (options < len(compiled.cuts)))
+    if len(compiled.cuts) > 1:  # a policy with a choice uses it as the uplink swings
+        assert len(set(options.tolist())) > 1
