@@ -24,8 +24,7 @@ from partitioner.registry import Registry
 from partitioner.solve.plan import make_plan
 from partitioner.solve.problem import SOLVERS
 from simulator.cuts import GroupModel
-from simulator.policies import POLICIES, FrameContext
-from simulator.scenario import PolicyConfig
+from simulator.policies import POLICIES, FrameContext, PolicyConfig
 
 
 @dataclass(frozen=True)
