@@ -380,9 +380,7 @@ def _result(
         solver="compress-search",
         objective="latency",
         edge_nodes=tuple(n.name for n in graph.nodes if n.name in cut.edge),
-        cut=tuple(
-            TensorSpec(n.name, n.shape, n.dtype, n.out_bytes) for n in graph.crossing(cut.edge)
-        ),
+        cut=tuple(TensorSpec.of(n) for n in graph.crossing(cut.edge)),
         predicted=predicted,
         objective_value=predicted.total_ms,
         edge_only_ms=plain.predict(plain.edge_only(), bw).total_ms,

@@ -4,9 +4,10 @@ A :class:`Graph` is a tuple of :class:`Node` in topological order, one per ATen 
 each with its output shape/dtype/bytes per frame (batch 1), FLOPs, parameter bytes,
 producers and consumers. Chains and DAGs (residual adds, inception concatenations,
 several outputs) are the same data structure. A *cut* is a set of node names closed
-under predecessors (:meth:`Graph.close`); :meth:`Graph.crossing` says which tensors
-cross it, the one place that is decided. Nothing here imports torch:
-:mod:`partitioner.model.capture` builds a graph from a torch model.
+under predecessors (:meth:`Graph.close`); :meth:`Graph.crossing_mask` says which
+tensors cross it, for one cut or many at once, the one place that is decided (the
+cost model, the solvers and :meth:`Graph.crossing` all ask it). Nothing here imports
+torch: :mod:`partitioner.model.capture` builds a graph from a torch model.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 # Largest batch the exported halves accept; the cloud batcher stays far below it.
 MAX_BATCH = 4096
@@ -61,6 +64,8 @@ class Graph:
             if any(p not in seen for p in node.inputs):
                 raise ValueError(f"nodes are not in topological order at {node.name!r}")
             seen.add(node.name)
+        if {n.name for n in self.nodes if n.is_output} != set(self.outputs):
+            raise ValueError("the nodes marked is_output must be the graph's outputs")
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -114,23 +119,46 @@ class Graph:
                 return False
         return all((a in edge) == (b in edge) for a, b in self.ties)
 
-    def crossing(self, edge: Iterable[str]) -> list[Node]:
-        """Tensors that cross from edge to cloud, in topological order.
+    def mask(self, edge: Iterable[str]) -> np.ndarray:
+        """(n,) bool: which nodes (in topological order) are in ``edge``."""
+        mask = np.zeros(len(self.nodes), dtype=bool)
+        for name in edge:
+            mask[self.index[name]] = True
+        return mask
+
+    @cached_property
+    def _arcs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(producer, consumer) node indices of every tensor read: two (E,) int arrays."""
+        pairs = [(i, self.index[u]) for i, n in enumerate(self.nodes) for u in n.users]
+        arcs = np.array(pairs, dtype=np.intp).reshape(-1, 2)
+        return arcs[:, 0], arcs[:, 1]
+
+    @cached_property
+    def _output_mask(self) -> np.ndarray:
+        return self.mask(self.outputs)
+
+    def crossing_mask(self, edge_mask: np.ndarray) -> np.ndarray:
+        """(..., n) bool edge masks -> (..., n) bool: node i's output crosses that cut.
 
         A tensor crosses when it is produced on the edge and read on the cloud, or
         when it is a model output computed on the edge while part of the model runs
         on the cloud: the tail returns every output, so the answer has one place.
         Nothing crosses for an edge-only cut.
         """
-        edge = set(edge)
-        if len(edge) == len(self.nodes):
-            return []
-        out = set(self.outputs)
-        return [
-            n
-            for n in self.nodes
-            if n.name in edge and (n.name in out or any(u not in edge for u in n.users))
-        ]
+        edge_mask = np.asarray(edge_mask, dtype=bool)
+        masks = edge_mask.reshape(-1, len(self.nodes))  # (M, n)
+        producer, consumer = self._arcs
+        read_on_cloud = np.zeros_like(masks)
+        # OR over every read: producer i is read on the cloud if any consumer is off the edge.
+        np.logical_or.at(read_on_cloud.T, producer, ~masks[:, consumer].T)
+        cross = masks & (read_on_cloud | self._output_mask)
+        cross[masks.all(axis=1)] = False
+        return cross.reshape(edge_mask.shape)
+
+    def crossing(self, edge: Iterable[str]) -> list[Node]:
+        """The nodes whose outputs cross from edge to cloud (:meth:`crossing_mask`), in order."""
+        cross = self.crossing_mask(self.mask(edge))
+        return [self.nodes[i] for i in np.flatnonzero(cross)]
 
     def prefix_cuts(self) -> list[frozenset[str]]:
         """The closed cuts made by topological prefixes: one per layer boundary."""
@@ -158,6 +186,11 @@ class TensorSpec:
     shape: tuple[int, ...]
     dtype: str
     bytes: int
+
+    @classmethod
+    def of(cls, node: Node) -> TensorSpec:
+        """The tensor ``node`` outputs, as it crosses the cut."""
+        return cls(node.name, node.shape, node.dtype, node.out_bytes)
 
     def to_json(self) -> dict[str, Any]:
         return {

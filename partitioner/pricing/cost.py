@@ -6,7 +6,9 @@ the plan reports. For the solvers it exposes the same costs as a
 :class:`LinearCost` (a per-node price for each side, a per-node price for
 crossing, and a constant for using the cloud at all), which is exactly the form
 a min-cut minimises. Latency and energy are linear in 1/bandwidth; throughput is
-the slowest of three pipeline stages and is priced from :class:`StageCosts`.
+the slowest of three pipeline stages and is priced from :class:`StageCosts`. Which
+tensors cross a cut is the graph's rule
+(:meth:`~partitioner.model.graph.Graph.crossing_mask`).
 """
 
 from __future__ import annotations
@@ -120,22 +122,12 @@ class CostModel:
 
     # -- one cut -------------------------------------------------------------------
     def mask(self, edge_nodes: Iterable[str]) -> np.ndarray:
-        mask = np.zeros(len(self.graph), dtype=bool)
-        for name in edge_nodes:
-            mask[self.graph.index[name]] = True
-        return mask
+        """(n,) bool edge mask of ``edge_nodes`` (:meth:`Graph.mask`)."""
+        return self.graph.mask(edge_nodes)
 
     def crossing_mask(self, edge_mask: np.ndarray) -> np.ndarray:
-        g = self.graph
-        if edge_mask.all():
-            return np.zeros_like(edge_mask)
-        out = np.zeros_like(edge_mask)
-        for i, node in enumerate(g.nodes):
-            if edge_mask[i] and (
-                node.is_output or any(not edge_mask[g.index[u]] for u in node.users)
-            ):
-                out[i] = True
-        return out
+        """(n,) bool: whose outputs cross the cut ``edge_mask`` (:meth:`Graph.crossing_mask`)."""
+        return self.graph.crossing_mask(edge_mask)
 
     def predict(self, edge_nodes: Iterable[str], bandwidth_mbps: float | None = None) -> Prediction:
         edge_mask = self.mask(edge_nodes)

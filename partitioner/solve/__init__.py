@@ -17,7 +17,7 @@ from partitioner.pricing.cost import CostModel
 from partitioner.solve import chain, exhaustive, mincut  # noqa: F401  (built-in solvers)
 from partitioner.solve.auto import auto_choice
 from partitioner.solve.maxflow import warm_up
-from partitioner.solve.problem import SOLVERS, Solution, make_problem, mask_of
+from partitioner.solve.problem import SOLVERS, Solution, make_problem
 
 
 def solve(
@@ -32,6 +32,6 @@ def solve(
     start = time.perf_counter()
     edge = fn(problem)
     solve_ms = (time.perf_counter() - start) * 1e3
-    mask = mask_of(problem.graph, edge)
+    mask = problem.graph.mask(edge)
     used = auto_choice(problem) if solver == "auto" else solver
     return Solution(edge, problem.value(mask), used, solve_ms)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from partitioner.solve.chain import solve_chain
 from partitioner.solve.exhaustive import MAX_FREE_NODES, solve_exhaustive
 from partitioner.solve.mincut import solve_mincut
-from partitioner.solve.problem import CutProblem, mask_of, register_solver
+from partitioner.solve.problem import CutProblem, register_solver
 
 _BY_NAME = {"chain": solve_chain, "exhaustive": solve_exhaustive, "mincut": solve_mincut}
 
@@ -34,6 +34,6 @@ def solve_auto(problem: CutProblem) -> frozenset[str]:
         # answer when it is better.
         chain = solve_chain(problem)
         graph = problem.graph
-        if problem.value(mask_of(graph, chain)) < problem.value(mask_of(graph, best)):
+        if problem.value(graph.mask(chain)) < problem.value(graph.mask(best)):
             best = chain
     return best

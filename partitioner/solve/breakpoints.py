@@ -20,7 +20,7 @@ import numpy as np
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import Graph
 from partitioner.pricing.cost import CostModel, LinearCost
-from partitioner.solve.problem import SOLVERS, CutProblem, mask_of
+from partitioner.solve.problem import SOLVERS, CutProblem
 
 
 @dataclass(frozen=True)
@@ -87,10 +87,8 @@ def _line(
     graph: Graph, fixed: LinearCost, per: LinearCost, edge: frozenset[str]
 ) -> tuple[float, float]:
     """(F, G) of one cut: its objective is F + G / B."""
-    from partitioner.solve.problem import crossing_masks
-
-    mask = mask_of(graph, edge)[None, :]
-    cross = crossing_masks(graph, mask)[0]
+    mask = graph.mask(edge)[None, :]
+    cross = graph.crossing_mask(mask)[0]
     remote = not mask.all()
 
     def total(c: LinearCost) -> float:

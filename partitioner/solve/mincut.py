@@ -23,7 +23,7 @@ import numpy as np
 from partitioner.model.graph import Graph
 from partitioner.pricing.cost import LinearCost
 from partitioner.solve.maxflow import FlowNetwork
-from partitioner.solve.problem import CutProblem, mask_of, register_solver
+from partitioner.solve.problem import CutProblem, register_solver
 
 INF = math.inf
 
@@ -73,7 +73,7 @@ def min_cut_edge_set(graph: Graph, cost: LinearCost) -> frozenset[str]:
 
 def _best_of(problem: CutProblem, candidates: list[frozenset[str]]) -> frozenset[str]:
     graph = problem.graph
-    values = [problem.value(mask_of(graph, c)) for c in candidates]
+    values = [problem.value(graph.mask(c)) for c in candidates]
     return candidates[int(np.argmin(values))]
 
 

@@ -17,7 +17,7 @@ from partitioner.errors import EdgecutError
 from partitioner.model.graph import Graph, TensorSpec
 from partitioner.pricing.cost import CostModel, Prediction
 from partitioner.solve import solve
-from partitioner.solve.problem import make_problem, mask_of
+from partitioner.solve.problem import make_problem
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,7 @@ def plan_for_cut(
     graph = cost.graph
     prediction = cost.predict(edge_nodes, bandwidth_mbps)
     ordered = tuple(n.name for n in graph.nodes if n.name in edge_nodes)
-    cut = tuple(
-        TensorSpec(n.name, n.shape, n.dtype, n.out_bytes) for n in graph.crossing(edge_nodes)
-    )
+    cut = tuple(TensorSpec.of(n) for n in graph.crossing(edge_nodes))
     return Plan(
         model=graph.model,
         solver=solver,
@@ -195,7 +193,7 @@ def evaluate_cut(
     edge = graph.close([resolve_node(graph, cut_after)])
     make_problem(cost, objective, bw)  # validates objective and bandwidth
     solve_ms = (time.perf_counter() - start) * 1e3
-    assert graph.is_closed(edge) and mask_of(graph, edge).any()
+    assert graph.is_closed(edge) and graph.mask(edge).any()
     return plan_for_cut(
         cost,
         edge,

@@ -67,31 +67,14 @@ def make_problem(
 
 
 def mask_of(graph: Graph, edge_nodes: frozenset[str] | set[str]) -> np.ndarray:
-    mask = np.zeros(len(graph), dtype=bool)
-    for name in edge_nodes:
-        mask[graph.index[name]] = True
-    return mask
-
-
-def crossing_masks(graph: Graph, masks: np.ndarray) -> np.ndarray:
-    """(M, n) bool: node i's output crosses in cut m (edge-only cuts cross nothing)."""
-    masks = np.asarray(masks, dtype=bool)
-    outside_user = np.zeros_like(masks)
-    idx = graph.index
-    for i, node in enumerate(graph.nodes):
-        if node.is_output:
-            outside_user[:, i] = True
-        for u in node.users:
-            outside_user[:, i] |= ~masks[:, idx[u]]
-    cross = masks & outside_user
-    cross[masks.all(axis=1)] = False
-    return cross
+    """Kept for callers outside this package; the mask is :meth:`Graph.mask`."""
+    return graph.mask(edge_nodes)
 
 
 def evaluate_masks(problem: CutProblem, masks: np.ndarray) -> np.ndarray:
     """Objective values of many cuts at once: (M, n) bool -> (M,)."""
     masks = np.asarray(masks, dtype=bool)
-    cross = crossing_masks(problem.graph, masks)
+    cross = problem.graph.crossing_mask(masks)
     remote = ~masks.all(axis=1)
     if problem.linear is not None:
         lin = problem.linear
