@@ -5,9 +5,11 @@ of nodes kept on the edge) in one pass: ``predict(edge)`` gives the breakdown
 the plan reports. For the solvers it exposes the same costs as a
 :class:`LinearCost` (a per-node price for each side, a per-node price for
 crossing, and a constant for using the cloud at all), which is exactly the form
-a min-cut minimises. Latency and energy are linear in 1/bandwidth; throughput is
-the slowest of three pipeline stages and is priced from :class:`StageCosts`. Which
-tensors cross a cut is the graph's rule
+a min-cut minimises. Latency and energy are linear: each is a :class:`StageWeights`
+pricing the edge's busy and waiting time, the transfer time and the wire bits, so
+one cut's prediction and the solvers' per-node prices come from the same weights.
+Throughput is the slowest of three pipeline stages (:func:`frame_period_ms`) and is
+priced from :class:`StageCosts`. Which tensors cross a cut is the graph's rule
 (:meth:`~partitioner.model.graph.Graph.crossing_mask`).
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +28,11 @@ from partitioner.pricing.network import NetworkProfile
 from partitioner.pricing.profiles import DeviceProfile
 
 OBJECTIVES = ("latency", "energy", "throughput")
+
+
+def frame_period_ms(edge_stage_ms: Any, link_ms: Any, cloud_stage_ms: Any) -> Any:
+    """ms per frame of the edge -> link -> cloud pipeline: its slowest stage (scalars or arrays)."""
+    return np.maximum(np.maximum(edge_stage_ms, link_ms), cloud_stage_ms)
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,37 @@ class LinearCost:
 
     def scaled(self, k: float) -> LinearCost:
         return LinearCost(self.edge * k, self.cloud * k, self.cross * k, self.remote * k)
+
+    def evaluate(self, edge_masks: np.ndarray, cross_masks: np.ndarray) -> np.ndarray:
+        """(M, n) edge masks and their crossing masks -> (M,) cost of each cut."""
+        remote = ~edge_masks.all(axis=1)
+        return (
+            edge_masks @ self.edge
+            + (~edge_masks) @ self.cloud
+            + cross_masks @ self.cross
+            + remote * self.remote
+        )
+
+
+@dataclass(frozen=True)
+class StageWeights:
+    """A linear objective per frame: a price per ms the edge computes, per ms it waits
+    (for the round trip and the cloud), per ms the uplink sends, and per bit it sends.
+    """
+
+    busy: float  # per ms of edge compute and encoding
+    waiting: float  # per ms of round trip, decoding and cloud compute
+    transfer: float  # per ms of sending
+    wire_bit: float  # per bit sent
+
+    def price(self, busy_ms: Any, waiting_ms: Any, transfer_ms: Any, wire_bits: Any) -> Any:
+        """The objective of the given times and bits (scalars, or arrays element-wise)."""
+        return (
+            self.busy * busy_ms
+            + self.waiting * waiting_ms
+            + self.transfer * transfer_ms
+            + self.wire_bit * wire_bits
+        )
 
 
 @dataclass(frozen=True)
@@ -147,10 +186,10 @@ class CostModel:
         transfer_ms = wire_bytes * 8 / (bw * 1e3)
         rtt_ms = self.network.rtt_ms if remote else 0.0
         total = edge_ms + encode_ms + transfer_ms + rtt_ms + decode_ms + cloud_ms
-        energy = self._energy_mj(
-            edge_ms + encode_ms, transfer_ms, wire_bytes * 8, rtt_ms + decode_ms + cloud_ms
+        energy = self.weights("energy").price(
+            edge_ms + encode_ms, rtt_ms + decode_ms + cloud_ms, transfer_ms, wire_bytes * 8
         )
-        period = max(edge_ms + encode_ms, transfer_ms, decode_ms + cloud_ms)
+        period = float(frame_period_ms(edge_ms + encode_ms, transfer_ms, decode_ms + cloud_ms))
         return Prediction(
             edge_ms,
             encode_ms + decode_ms,
@@ -174,16 +213,25 @@ class CostModel:
             f"unknown objective {objective!r}: expected one of {', '.join(OBJECTIVES)}"
         )
 
-    def _energy_mj(
-        self, busy_ms: float, transfer_ms: float, bits: float, waiting_ms: float
-    ) -> float:
-        # W * ms = mJ; nJ/bit * bit * 1e-6 = mJ; mW * ms * 1e-3 = mJ.
-        net = self.network
-        return (
-            self.edge.active_power_w * busy_ms
-            + self.edge.idle_power_w * (transfer_ms + waiting_ms)
-            + net.radio_nj_per_bit * bits * 1e-6
-            + net.radio_base_mw * transfer_ms * 1e-3
+    def weights(self, objective: str) -> StageWeights:
+        """The linear objective ``objective`` (latency or energy) as stage weights."""
+        if objective == "latency":
+            return StageWeights(busy=1.0, waiting=1.0, transfer=1.0, wire_bit=0.0)
+        if objective == "energy":
+            # The edge draws its active power while it computes and encodes and its idle
+            # power while it waits; while it sends, the radio adds P = alpha * throughput
+            # + beta (network.py), i.e. alpha per bit plus beta per ms.
+            # Units: W * ms = mJ; nJ/bit * 1e-6 = mJ/bit; mW * 1e-3 = W.
+            net = self.network
+            idle_w = self.edge.idle_power_w
+            return StageWeights(
+                busy=self.edge.active_power_w,
+                waiting=idle_w,
+                transfer=idle_w + net.radio_base_mw * 1e-3,
+                wire_bit=net.radio_nj_per_bit * 1e-6,
+            )
+        raise EdgecutError(
+            f"objective {objective!r} is not linear in the cut; expected latency or energy"
         )
 
     def _bandwidth(self, bandwidth_mbps: float | None) -> float:
@@ -195,34 +243,21 @@ class CostModel:
     # -- all cuts at once (for the solvers) -------------------------------------------
     def linear_parts(self, objective: str) -> tuple[LinearCost, LinearCost]:
         """(fixed, per_inverse_mbps): cost at bandwidth B is ``fixed + per_inverse_mbps / B``."""
+        w = self.weights(objective)
         bits = self.wire_bytes * 8
         transfer_ms_at_1mbps = bits / 1e3  # ms to send these bits at 1 Mbit/s
         zeros = np.zeros(len(self.graph))
-        rtt = self.network.rtt_ms
-        if objective == "latency":
-            fixed = LinearCost(
-                self.edge_node_ms, self.cloud_node_ms, self.encode_ms + self.decode_ms, rtt
-            )
-            per = LinearCost(zeros, zeros, transfer_ms_at_1mbps, 0.0)
-            return fixed, per
-        if objective == "energy":
-            p_act, p_idle = self.edge.active_power_w, self.edge.idle_power_w
-            net = self.network
-            fixed = LinearCost(
-                self.edge_node_ms * p_act,
-                self.cloud_node_ms * p_idle,
-                self.encode_ms * p_act
-                + self.decode_ms * p_idle
-                + net.radio_nj_per_bit * bits * 1e-6,
-                rtt * p_idle,
-            )
-            per = LinearCost(
-                zeros, zeros, transfer_ms_at_1mbps * (p_idle + net.radio_base_mw * 1e-3), 0.0
-            )
-            return fixed, per
-        raise EdgecutError(
-            f"objective {objective!r} is not linear in the cut; expected latency or energy"
+        # A node on the edge keeps it busy; on the cloud, the edge waits for it. A
+        # crossing tensor is encoded (busy), decoded (waiting) and sent (bits now, time
+        # per 1/B); using the cloud at all costs a round trip of waiting.
+        fixed = LinearCost(
+            w.busy * self.edge_node_ms,
+            w.waiting * self.cloud_node_ms,
+            w.busy * self.encode_ms + w.waiting * self.decode_ms + w.wire_bit * bits,
+            w.waiting * self.network.rtt_ms,
         )
+        per = LinearCost(zeros, zeros, w.transfer * transfer_ms_at_1mbps, 0.0)
+        return fixed, per
 
     def linear(self, objective: str, bandwidth_mbps: float | None = None) -> LinearCost:
         fixed, per = self.linear_parts(objective)

@@ -88,14 +88,8 @@ def _line(
 ) -> tuple[float, float]:
     """(F, G) of one cut: its objective is F + G / B."""
     mask = graph.mask(edge)[None, :]
-    cross = graph.crossing_mask(mask)[0]
-    remote = not mask.all()
-
-    def total(c: LinearCost) -> float:
-        m = mask[0]
-        return float(m @ c.edge + (~m) @ c.cloud + cross @ c.cross + remote * c.remote)
-
-    return total(fixed), total(per)
+    cross = graph.crossing_mask(mask)
+    return float(fixed.evaluate(mask, cross)[0]), float(per.evaluate(mask, cross)[0])
 
 
 def build_table(

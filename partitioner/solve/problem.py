@@ -15,7 +15,7 @@ import numpy as np
 
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import Graph
-from partitioner.pricing.cost import OBJECTIVES, CostModel, LinearCost, StageCosts
+from partitioner.pricing.cost import OBJECTIVES, CostModel, LinearCost, StageCosts, frame_period_ms
 from partitioner.registry import Registry
 
 
@@ -75,12 +75,10 @@ def evaluate_masks(problem: CutProblem, masks: np.ndarray) -> np.ndarray:
     """Objective values of many cuts at once: (M, n) bool -> (M,)."""
     masks = np.asarray(masks, dtype=bool)
     cross = problem.graph.crossing_mask(masks)
-    remote = ~masks.all(axis=1)
     if problem.linear is not None:
-        lin = problem.linear
-        return masks @ lin.edge + (~masks) @ lin.cloud + cross @ lin.cross + remote * lin.remote
+        return problem.linear.evaluate(masks, cross)
     st = problem.stages
     edge_stage = masks @ st.edge_ms + cross @ st.encode_ms
     link_stage = cross @ st.transfer_ms
     cloud_stage = (~masks) @ st.cloud_ms + cross @ st.decode_ms
-    return np.maximum(np.maximum(edge_stage, link_stage), cloud_stage)
+    return frame_period_ms(edge_stage, link_stage, cloud_stage)
