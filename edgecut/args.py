@@ -1,8 +1,12 @@
-"""Arguments shared by the commands that plan (profile, plan, split, compress, demo)."""
+"""Arguments shared by the commands that plan (profile, plan, split, compress, demo).
+
+The objectives and solvers a flag offers are read from the packages that define them.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -59,6 +63,33 @@ def bandwidth_range(text: str) -> tuple[float, float]:
     return low, high
 
 
+class LazyChoices:
+    """argparse ``choices`` read from the package that defines them when first consulted,
+    so building the parser (every ``edgecut`` start) imports neither numpy nor numba.
+    """
+
+    def __init__(self, load: Callable[[], Sequence[str]]) -> None:
+        self._load = load
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._load()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+
+def objective_names() -> Sequence[str]:
+    from partitioner.pricing.cost import OBJECTIVES  # numpy: only once the flag is read
+
+    return OBJECTIVES
+
+
+def solver_names() -> Sequence[str]:
+    from partitioner.solve import SOLVERS  # numba: only once the flag is read
+
+    return SOLVERS.names()
+
+
 def read_plan_json(path: str) -> dict[str, Any]:
     """The JSON object of a plan file (``edgecut plan --out``), with one-line errors."""
     import json
@@ -99,8 +130,20 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         "--bandwidth-mbps", type=positive_float, help="uplink Mbit/s (overrides --network)"
     )
     p.add_argument("--rtt-ms", type=non_negative_float, help="round trip ms (overrides --network)")
-    p.add_argument("--objective", default="latency", choices=["latency", "energy", "throughput"])
-    p.add_argument("--solver", default="auto", choices=["auto", "chain", "mincut", "exhaustive"])
+    p.add_argument(
+        "--objective",
+        default="latency",
+        choices=LazyChoices(objective_names),
+        metavar="NAME",  # argparse would list the choices at start-up to build a metavar
+        help="what to minimise: %(choices)s (default %(default)s)",
+    )
+    p.add_argument(
+        "--solver",
+        default="auto",
+        choices=LazyChoices(solver_names),
+        metavar="NAME",
+        help="%(choices)s (default %(default)s)",
+    )
     p.add_argument(
         "--codec",
         default="none",

@@ -22,12 +22,20 @@ from typing import Any
 import numpy as np
 
 from partitioner.codecs import CODECS, Codec
-from partitioner.errors import EdgecutError
+from partitioner.errors import EdgecutError, unknown_name
 from partitioner.model.graph import Graph
 from partitioner.pricing.network import NetworkProfile
 from partitioner.pricing.profiles import DeviceProfile
 
+# What a plan can minimise: ms per frame, edge mJ per frame, ms per frame when pipelined.
 OBJECTIVES = ("latency", "energy", "throughput")
+
+
+def check_objective(objective: str) -> str:
+    """``objective`` if it is one of :data:`OBJECTIVES`, else the user error listing them."""
+    if objective not in OBJECTIVES:
+        raise unknown_name("objective", objective, OBJECTIVES)
+    return objective
 
 
 def frame_period_ms(edge_stage_ms: Any, link_ms: Any, cloud_stage_ms: Any) -> Any:
@@ -203,15 +211,13 @@ class CostModel:
         )
 
     def objective_value(self, prediction: Prediction, objective: str) -> float:
+        """What ``objective`` minimises, read from a prediction: ms, mJ, or ms per frame."""
+        check_objective(objective)
         if objective == "latency":
             return prediction.total_ms
         if objective == "energy":
             return prediction.edge_energy_mj
-        if objective == "throughput":
-            return prediction.frame_period_ms
-        raise EdgecutError(
-            f"unknown objective {objective!r}: expected one of {', '.join(OBJECTIVES)}"
-        )
+        return prediction.frame_period_ms
 
     def weights(self, objective: str) -> StageWeights:
         """The linear objective ``objective`` (latency or energy) as stage weights."""
@@ -231,7 +237,8 @@ class CostModel:
                 wire_bit=net.radio_nj_per_bit * 1e-6,
             )
         raise EdgecutError(
-            f"objective {objective!r} is not linear in the cut; expected latency or energy"
+            f"objective {check_objective(objective)!r} is not linear in the cut; "
+            "expected latency or energy"
         )
 
     def _bandwidth(self, bandwidth_mbps: float | None) -> float:

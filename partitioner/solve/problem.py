@@ -15,7 +15,13 @@ import numpy as np
 
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import Graph
-from partitioner.pricing.cost import OBJECTIVES, CostModel, LinearCost, StageCosts, frame_period_ms
+from partitioner.pricing.cost import (
+    CostModel,
+    LinearCost,
+    StageCosts,
+    check_objective,
+    frame_period_ms,
+)
 from partitioner.registry import Registry
 
 
@@ -58,10 +64,7 @@ def register_solver(name: str) -> Callable[[SolverFn], SolverFn]:
 def make_problem(
     cost: CostModel, objective: str, bandwidth_mbps: float | None = None
 ) -> CutProblem:
-    if objective not in OBJECTIVES:
-        raise EdgecutError(
-            f"unknown objective {objective!r}: expected one of {', '.join(OBJECTIVES)}"
-        )
+    check_objective(objective)
     linear = cost.linear(objective, bandwidth_mbps) if objective != "throughput" else None
     return CutProblem(cost.graph, objective, linear, cost.stages(bandwidth_mbps))
 
