@@ -1,4 +1,4 @@
-"""Throughput of the vectorised queueing core at fleet scale (30 M frames per block).
+"""Throughput of the queueing kernels (simulator.queues, the fluid link) at fleet scale.
 
 Each block runs after a small warm-up (numba compilation) and is timed twice; the better
 run is printed: wall time, process CPU time (less sensitive to other load on the machine),
@@ -20,12 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.queues import (
-    batching_servers,
-    fifo_departures,
-    lindley_departures,
-    multi_server_fifo,
-)
+from simulator.queues import BatchingServers, fifo_departures, lindley_rows, stable_sort
 from simulator.uplink import CapacityCurve, fluid_fifo_departures
 
 FPS = 5.0
@@ -86,18 +81,28 @@ def camera_arrivals(rng: np.random.Generator, cams: int, per_cam: int) -> np.nda
     return np.arange(per_cam) / FPS + rng.uniform(0, 1 / FPS, (cams, 1))
 
 
+def lindley_by_rows(arrivals_s: np.ndarray, service_s: np.ndarray) -> np.ndarray:
+    """The camera shards' edge queue: :func:`lindley_rows` over one CSR row per camera."""
+    cams, per_cam = arrivals_s.shape
+    row_ptr = np.arange(cams + 1, dtype=np.int64) * per_cam
+    carry = np.full(cams, -np.inf)
+    return lindley_rows(arrivals_s.ravel(), service_s.ravel(), row_ptr, carry)
+
+
 def bench_edge(rng: np.random.Generator, cams: int, per_cam: int) -> None:
     """Edge compute: one FIFO per camera, head latency ~ 0.8 of the frame interval."""
     arrivals_s = camera_arrivals(rng, cams, per_cam)
     head_s = rng.exponential(0.8 / FPS, (cams, per_cam))
+    lindley_by_rows(arrivals_s[:10], head_s[:10])
     fifo_departures(arrivals_s[:10], head_s[:10])
-    lindley_departures(arrivals_s[:10], head_s[:10])
     n = arrivals_s.size
     measure(
-        "fifo_departures (closed form, blocked)", n, lambda: fifo_departures(arrivals_s, head_s)
+        "lindley_rows (camera shards: numba loop per row)",
+        n,
+        lambda: lindley_by_rows(arrivals_s, head_s),
     )
     measure(
-        "  numba Lindley loop, for comparison", n, lambda: lindley_departures(arrivals_s, head_s)
+        "fifo_departures (closed form, blocked)", n, lambda: fifo_departures(arrivals_s, head_s)
     )
 
 
@@ -119,37 +124,41 @@ def bench_uplink(rng: np.random.Generator, cams: int, per_cam: int, trace: Path)
 
 
 def bench_cloud(rng: np.random.Generator, cams: int, per_cam: int) -> None:
-    """Cloud: all cameras merged (50,000 frames/s at 10,000 cameras)."""
+    """Cloud: all cameras merged (50,000 frames/s at 10,000 cameras), one tail."""
     camera_major_s = camera_arrivals(rng, cams, per_cam).ravel()  # sorted within cameras
+    stable_sort(camera_major_s[:100])
+    measure(
+        "stable_sort (a shard's frames into arrival order)",
+        camera_major_s.size,
+        lambda: stable_sort(camera_major_s),
+    )
     merged_s = np.sort(camera_major_s)
     n = merged_s.size
-    # rho = 0.8 on 64 servers.
-    service_s = rng.exponential(0.8 * 64 / (cams * FPS), n)
-    multi_server_fifo(merged_s[:100], service_s[:100], 64)
+    tail = np.zeros(n, dtype=np.int32)
+
+    def dispatch(servers: int, max_batch: int, window_s: float, batch_s: Any, exp: bool) -> Any:
+        site = BatchingServers(servers, max_batch, window_s, [batch_s], exponential=exp)
+        return site.dispatch(merged_s, tail)
+
+    # Batches of one on 64 servers, exponential service at rho = 0.8: M/M/64.
+    mean_s = 0.8 * 64 / (cams * FPS)
+    dispatch(64, 1, 0.0, [mean_s], True)
     measure(
-        "multi_server_fifo c=64 (sorted input)",
+        "BatchingServers c=64 B=1 (exponential: M/M/c)",
         n,
-        lambda: multi_server_fifo(merged_s, service_s, 64),
-    )
-    measure(
-        "multi_server_fifo c=64 (camera-major input: + sort/unsort)",
-        n,
-        lambda: multi_server_fifo(camera_major_s, service_s, 64),
+        lambda: dispatch(64, 1, 0.0, [mean_s], True),
     )
     # Dynamic batching: 32 servers, batches up to 16, 2 ms window, 1 ms + 0.5 ms per frame.
     table_s = 1e-3 + 0.5e-3 * np.arange(1, 17)
-    batching_servers(merged_s[:100], 32, 16, 2e-3, table_s)
     measure(
-        "batching_servers c=32 B=16 window 2 ms (deterministic)",
+        "BatchingServers c=32 B=16 window 2 ms (deterministic)",
         n,
-        lambda: batching_servers(merged_s, 32, 16, 2e-3, table_s),
+        lambda: dispatch(32, 16, 2e-3, table_s, False),
     )
     measure(
-        "batching_servers c=32 B=16 window 2 ms (exponential)",
+        "BatchingServers c=32 B=16 window 2 ms (exponential)",
         n,
-        lambda: batching_servers(
-            merged_s, 32, 16, 2e-3, table_s, service_model="exponential", rng=rng
-        ),
+        lambda: dispatch(32, 16, 2e-3, table_s, True),
     )
 
 

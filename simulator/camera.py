@@ -6,10 +6,12 @@ CSR style: the frames of camera ``c`` are ``row_ptr[c]:row_ptr[c + 1]``). Per wi
 
 1. frames captured in the window (periodic with a random phase, or Poisson);
 2. the policy picks each frame's cut;
-3. the camera's processor is a FIFO queue (Lindley recursion, optionally dropping frames
-   that find ``edge_queue_limit`` frames in it);
+3. the camera's processor is a FIFO queue (:func:`simulator.queues.lindley_rows`, or
+   :func:`~simulator.queues.lindley_rows_limited` dropping frames that find
+   ``edge_queue_limit`` frames in it);
 4. frames that use the cloud cross the camera's own uplink: a FIFO fluid link, exact by
-   the cumulative-capacity transform (Lindley in bits, then the inverse of ``C``);
+   the cumulative-capacity transform (:func:`~simulator.queues.lindley_rows` in bits,
+   then the inverse of ``C``);
 5. they reach their cloud site half a round trip later; the shard hands them over in
    (arrival time, camera id, frame index) order.
 
@@ -29,7 +31,7 @@ from simulator import streams
 from simulator.fleet import FleetPlan, GroupPlan
 from simulator.metrics import CameraStats, add_at, add_latencies
 from simulator.policies import POLICIES, FrameContext
-from simulator.queues import _stable_sort
+from simulator.queues import lindley_rows, lindley_rows_limited, stable_sort
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -124,52 +126,6 @@ def _arrivals(
         next_t[c] = tc
         row_ptr[c + 1] = m
     return row_ptr, t[:m].copy(), k[:m].copy()
-
-
-@njit(cache=True)
-def lindley_rows(
-    a: FloatArray, s: FloatArray, row_ptr: IntArray, carry: FloatArray
-) -> FloatArray:  # pragma: no cover - numba
-    """FIFO departures ``d[i] = max(a[i], d[i-1]) + s[i]`` per row, starting from the row's
-    carried last departure; ``carry`` is updated to each row's new last departure."""
-    out = np.empty_like(a)
-    for r in range(row_ptr.shape[0] - 1):
-        d = carry[r]
-        for i in range(row_ptr[r], row_ptr[r + 1]):
-            d = max(a[i], d) + s[i]
-            out[i] = d
-        carry[r] = d
-    return out
-
-
-@njit(cache=True)
-def lindley_rows_limited(
-    a: FloatArray,
-    s: FloatArray,
-    row_ptr: IntArray,
-    carry: FloatArray,
-    ring: FloatArray,
-    ring_pos: IntArray,
-) -> FloatArray:  # pragma: no cover - numba
-    """:func:`lindley_rows` with room for ``limit = ring.shape[1]`` frames per queue: a
-    frame that finds ``limit`` frames in the queue (the limit-th latest departure still
-    ahead) is dropped (nan). ``ring`` holds each row's last ``limit`` departures."""
-    limit = ring.shape[1]
-    out = np.empty_like(a)
-    for r in range(row_ptr.shape[0] - 1):
-        d = carry[r]
-        pos = ring_pos[r]
-        for i in range(row_ptr[r], row_ptr[r + 1]):
-            if ring[r, pos] > a[i]:
-                out[i] = np.nan
-                continue
-            d = max(a[i], d) + s[i]
-            out[i] = d
-            ring[r, pos] = d
-            pos = pos + 1 if pos + 1 < limit else 0
-        carry[r] = d
-        ring_pos[r] = pos
-    return out
 
 
 @njit(cache=True)
@@ -393,7 +349,7 @@ class CameraShard:
             # Camera-major input: a stable sort by time leaves equal times in
             # (camera id, frame index) order.
             batch = FrameBatch.concat(parts)
-            order, _ = _stable_sort(batch.arrival_s)
+            order, _ = stable_sort(batch.arrival_s)
             out.append(batch.take(order))
         return out
 

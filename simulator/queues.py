@@ -1,40 +1,361 @@
-"""Exact, vectorised queueing building blocks for the fleet simulator.
+"""The queues of the fleet simulator: every wait of a frame is solved by a kernel here.
 
-Each function maps arrival times to start/departure times of one queueing stage (a camera's
-edge FIFO, a c-server cloud site, a dynamically batching cloud site); the fleet simulator
-chains them, feeding one stage's departures as the next stage's arrivals.
+* :func:`lindley_rows`: one single-server FIFO per camera (the rows of a camera-major
+  CSR layout), each row starting from the departure carried over from the previous
+  window. A camera's processor runs it on frames, its uplink on bits
+  (:mod:`simulator.camera`); :func:`lindley_rows_limited` adds a bounded buffer that
+  drops frames.
+* :class:`BatchingServers`: a cloud site's ``servers`` identical servers, shared by one
+  dynamic-batching queue per tail (:mod:`simulator.site`), by the rule below.
+* :func:`stable_sort`: the arrival order of the frames a shard sends to a site.
+* :func:`fifo_departures`: the recursion of :func:`lindley_rows` over whole arrays at
+  once, in closed form, for :func:`simulator.uplink.fluid_fifo_departures` (a fluid link
+  over a whole trace, in bits). The shards do not use it: they carry state from window
+  to window, so they run :func:`lindley_rows`.
 
-Batching rule (``batching_servers``), Triton-like, with one shared FCFS queue and ``servers``
-identical servers. Frames are taken in arrival order (ties: input order). Let ``h`` be the
-oldest frame not yet in a batch, ``B = max_batch``, ``W = window_s`` and ``F`` the earliest
-time a server is free (servers are free from the start). The next batch
+Batching rule, Triton-like. Frames arrive sorted by time (ties: merged order). Each tail
+(one model cut, as a server batches per model version) queues its frames FCFS; the
+tails share ``servers`` identical servers. Let ``h_q`` be tail ``q``'s oldest frame not
+yet in a batch, ``B = max_batch``, ``W = window_s`` and ``F`` the earliest time a server
+is free (servers are free from the start). Tail ``q``'s next batch becomes *ready* at
+``R_q = min(a[h_q] + W, a[h_q + B - 1])`` (the window of its oldest frame expires, or
+the tail holds ``B`` frames; ``a[h_q + B - 1]``, the tail's ``B``-th waiting frame,
+counts as +inf if it does not exist), so with ``W = 0`` a batch is ready as soon as its
+first frame arrives. The batch that is ready first (ties: the one whose oldest frame
+came first)
 
-* becomes *ready* at ``R = min(a[h] + W, a[h + B - 1])`` (the window of the oldest frame
-  expires, or the queue holds ``B`` frames; ``a[h + B - 1]`` counts as +inf if it does not
-  exist), so with ``W = 0`` a batch is ready as soon as its first frame arrives;
-* *starts* at ``T = max(R, F)`` on the server that has been free the longest (ties: lowest
-  server index);
-* holds every waiting frame with ``a[j] <= T``, at most ``B`` of them, oldest first: frames
-  that arrive while a ready batch waits for a server join it (an arrival at exactly ``T``
-  joins too);
-* takes ``service_by_batch_s[size - 1]`` seconds, times the batch's exponential draw when
-  ``service_model="exponential"``; every frame of the batch departs at its end.
+* *starts* at ``T = max(min_q R_q, F)`` on the server that has been free the longest
+  (ties: lowest server index);
+* holds every waiting frame of its tail with ``a[j] <= T``, at most ``B`` of them,
+  oldest first: frames that arrive while a ready batch waits for a server join it (an
+  arrival at exactly ``T`` joins too);
+* takes ``batch_s[q, size - 1]`` seconds, times ``-log(u_k)`` for exponential service
+  (``u_k`` the k-th uniform of the site's stream, :mod:`simulator.streams`); every frame
+  of the batch departs at its end.
 
-Batches start in order (``T`` never decreases), so a frame never overtakes an older one.
+Batches start in order (``T`` never decreases), so no frame overtakes an older one of its
+tail. With one tail and ``B = 1`` this is the FCFS c-server queue.
+
+Windows: a site knows every arrival before the end ``t_end`` of the window just
+simulated (a frame reaches the cloud after it was captured), so it dispatches every
+batch with ``T < t_end`` and carries the rest (waiting frames, the servers' free times,
+the batch counter) into the next window; the result equals one pass over all frames.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
+from simulator import streams
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
-SmallIntArray = NDArray[np.int32]  # server indices and batch sizes: half the memory
+
+# --------------------------------------------------------------------------------------
+# One FIFO server per camera: sequential, numba
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def lindley_rows(
+    a: FloatArray, s: FloatArray, row_ptr: IntArray, carry: FloatArray
+) -> FloatArray:  # pragma: no cover - numba
+    """FIFO departures ``d[i] = max(a[i], d[i-1]) + s[i]`` per row, starting from the row's
+    carried last departure; ``carry`` is updated to each row's new last departure."""
+    out = np.empty_like(a)
+    for r in range(row_ptr.shape[0] - 1):
+        d = carry[r]
+        for i in range(row_ptr[r], row_ptr[r + 1]):
+            d = max(a[i], d) + s[i]
+            out[i] = d
+        carry[r] = d
+    return out
+
+
+@njit(cache=True)
+def lindley_rows_limited(
+    a: FloatArray,
+    s: FloatArray,
+    row_ptr: IntArray,
+    carry: FloatArray,
+    ring: FloatArray,
+    ring_pos: IntArray,
+) -> FloatArray:  # pragma: no cover - numba
+    """:func:`lindley_rows` with room for ``limit = ring.shape[1]`` frames per queue: a
+    frame that finds ``limit`` frames in the queue (the limit-th latest departure still
+    ahead) is dropped (nan). ``ring`` holds each row's last ``limit`` departures."""
+    limit = ring.shape[1]
+    out = np.empty_like(a)
+    for r in range(row_ptr.shape[0] - 1):
+        d = carry[r]
+        pos = ring_pos[r]
+        for i in range(row_ptr[r], row_ptr[r + 1]):
+            if ring[r, pos] > a[i]:
+                out[i] = np.nan
+                continue
+            d = max(a[i], d) + s[i]
+            out[i] = d
+            ring[r, pos] = d
+            pos = pos + 1 if pos + 1 < limit else 0
+        carry[r] = d
+        ring_pos[r] = pos
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Arrival order
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def stable_sort(values: FloatArray) -> tuple[IntArray, FloatArray]:  # pragma: no cover
+    """``np.argsort(values, kind="stable")`` and the sorted values, by LSD radix sort.
+
+    Merged fleet arrivals are tens of millions of floats: numpy's stable argsort of 3e7
+    takes ~9 s here, these eight byte-wise counting passes ~1.5 s, and the sorted values
+    come from the sorted keys instead of a random-access gather (~1 s). Finite floats
+    only; -0.0 comes back as 0.0.
+    """
+    n = values.shape[0]
+    raw = values.view(np.uint64)
+    sign = np.uint64(1) << np.uint64(63)
+    keys = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        k = raw[i]
+        if k == sign:  # -0.0 ties with 0.0, as in numpy
+            k = np.uint64(0)
+        # Map the IEEE bit pattern to an unsigned key with the same order.
+        keys[i] = ~k if k & sign else k | sign
+    digit = np.uint64(255)
+    counts = np.zeros((8, 256), dtype=np.int64)
+    for i in range(n):
+        k = keys[i]
+        for d in range(8):
+            counts[d, (k >> np.uint64(8 * d)) & digit] += 1
+    order = np.arange(n)
+    keys_out = np.empty_like(keys)
+    order_out = np.empty_like(order)
+    slot = np.empty(256, dtype=np.int64)
+    for d in range(8):
+        if counts[d].max() == n:  # every key has the same byte here: nothing to do
+            continue
+        shift = np.uint64(8 * d)
+        total = 0
+        for b in range(256):
+            slot[b] = total
+            total += counts[d, b]
+        for i in range(n):  # a stable counting pass
+            k = keys[i]
+            b = (k >> shift) & digit
+            keys_out[slot[b]] = k
+            order_out[slot[b]] = order[i]
+            slot[b] += 1
+        keys, keys_out = keys_out, keys
+        order, order_out = order_out, order
+    for i in range(n):  # undo the key mapping, in place
+        k = keys[i]
+        keys[i] = k & ~sign if k & sign else ~k
+    return order, keys.view(np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# A cloud site's servers and its batching queues: sequential, numba
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _before(t1: float, i1: int, t2: float, i2: int) -> bool:  # pragma: no cover - numba
+    return t1 < t2 or (t1 == t2 and i1 < i2)
+
+
+@njit(cache=True)
+def _replace_top(
+    free_s: FloatArray, server: IntArray, t: float, idx: int
+) -> None:  # pragma: no cover - numba
+    """Replace the heap's root (earliest-free server) by (t, idx) and restore heap order.
+
+    Keys are (free time, server index) so that ties go to the lowest server index, which
+    makes the assignment independent of heap layout.
+    """
+    n = free_s.shape[0]
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= n:
+            break
+        right = child + 1
+        if right < n and _before(free_s[right], server[right], free_s[child], server[child]):
+            child = right
+        if _before(free_s[child], server[child], t, idx):
+            free_s[pos] = free_s[child]
+            server[pos] = server[child]
+            pos = child
+        else:
+            break
+    free_s[pos] = t
+    server[pos] = idx
+
+
+@njit(cache=True)
+def _dispatch_kernel(
+    a: FloatArray,
+    queue: NDArray[np.int32],
+    n_queues: int,
+    free_s: FloatArray,
+    server: IntArray,
+    max_batch: int,
+    window_s: float,
+    batch_s: FloatArray,
+    exponential: bool,
+    k0: np.uint64,
+    k1: np.uint64,
+    tag: np.int64,
+    first_batch: int,
+    t_end: float,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray, int]:  # pragma: no cover
+    """Batches of the frames ``a`` (sorted) that start before ``t_end`` (the module's rule).
+
+    ``free_s``/``server`` is the servers' heap (free time, index), updated in place.
+    Returns per frame the batch start and end (nan: not dispatched yet), per batch its
+    start, end and size, and the next batch number. Exponential service multiplies batch
+    ``k``'s time by ``-log(u_k)``, ``u_k`` the site's k-th uniform.
+    """
+    n = a.shape[0]
+    first = np.zeros(n_queues + 1, dtype=np.int64)
+    for i in range(n):
+        first[queue[i] + 1] += 1
+    for q in range(n_queues):
+        first[q + 1] += first[q]
+    pos = np.empty(n, dtype=np.int64)  # frames of queue q: pos[first[q]:first[q + 1]]
+    fill = first[:-1].copy()
+    for i in range(n):
+        q = queue[i]
+        pos[fill[q]] = i
+        fill[q] += 1
+    head = first[:-1].copy()
+    start = np.full(n, np.nan)
+    end = np.full(n, np.nan)
+    b_start = np.empty(n)
+    b_end = np.empty(n)
+    b_size = np.empty(n, dtype=np.int64)
+    nb = 0
+    k = first_batch
+    while True:
+        best = -1
+        ready = np.inf
+        for q in range(n_queues):
+            h = head[q]
+            if h == first[q + 1]:
+                continue
+            r = a[pos[h]] + window_s
+            if h + max_batch - 1 < first[q + 1]:
+                r = min(r, a[pos[h + max_batch - 1]])
+            if r < ready or (r == ready and pos[h] < pos[head[best]]):
+                best = q
+                ready = r
+        if best < 0:
+            break
+        t = max(ready, free_s[0])
+        if not t < t_end:
+            break
+        h = head[best]
+        stop = h + 1
+        limit = min(first[best + 1], h + max_batch)
+        while stop < limit and a[pos[stop]] <= t:
+            stop += 1
+        size = stop - h
+        service = batch_s[best, size - 1]
+        if exponential:
+            service *= -np.log(streams.uniform(k0, k1, k, 0, tag))
+        done = t + service
+        for j in range(h, stop):
+            start[pos[j]] = t
+            end[pos[j]] = done
+        b_start[nb] = t
+        b_end[nb] = done
+        b_size[nb] = size
+        nb += 1
+        k += 1
+        _replace_top(free_s, server, done, server[0])
+        head[best] = stop
+    return start, end, b_start[:nb].copy(), b_end[:nb].copy(), b_size[:nb].copy(), k
+
+
+class Dispatched(NamedTuple):
+    """What one call of :meth:`BatchingServers.dispatch` served."""
+
+    start_s: FloatArray  # per frame: its batch's start (nan: not dispatched yet)
+    end_s: FloatArray  # per frame: its batch's end (nan: not dispatched yet)
+    batch_start_s: FloatArray  # per batch, in dispatch order
+    batch_end_s: FloatArray
+    batch_size: IntArray
+
+
+class BatchingServers:
+    """``servers`` identical servers shared by one batching queue per tail (module rule).
+
+    ``batch_s[q, b - 1]`` is the service time of a batch of ``b`` frames of tail ``q``
+    (shape ``(tails, max_batch)``). With ``exponential``, batch ``k`` (numbered from 0
+    across all calls) takes that time ``-log(u_k)`` times, ``u_k`` the k-th uniform of
+    ``(seed, stream, SERVICE)``. The servers' free times and the batch counter carry from
+    one :meth:`dispatch` to the next, which is how a site serves window after window.
+    """
+
+    def __init__(
+        self,
+        servers: int,
+        max_batch: int,
+        window_s: float,
+        batch_s: ArrayLike,
+        *,
+        exponential: bool = False,
+        seed: int = 0,
+        stream: int = 0,
+    ) -> None:
+        self.batch_s = np.ascontiguousarray(batch_s, dtype=np.float64)
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self.exponential = exponential
+        self.key = streams.seed_key(seed)
+        self.tag = np.int64(streams.stream_tag(stream, streams.SERVICE))
+        # A heap of (free time, server index); all idle since forever is a valid heap.
+        self.free_s = np.full(servers, -np.inf)
+        self.server = np.arange(servers, dtype=np.int64)
+        self.next_batch = 0
+
+    def dispatch(
+        self, arrivals_s: FloatArray, queue: NDArray[np.int32], t_end: float = np.inf
+    ) -> Dispatched:
+        """Serve the frames arriving at ``arrivals_s`` (sorted) into tails ``queue``: every
+        batch that starts before ``t_end``. Frames left waiting get nan; pass them again,
+        first, with the next window's arrivals."""
+        start, end, b_start, b_end, b_size, self.next_batch = _dispatch_kernel(
+            np.ascontiguousarray(arrivals_s, dtype=np.float64),
+            np.ascontiguousarray(queue, dtype=np.int32),
+            self.batch_s.shape[0],
+            self.free_s,
+            self.server,
+            self.max_batch,
+            self.window_s,
+            self.batch_s,
+            self.exponential,
+            self.key[0],
+            self.key[1],
+            self.tag,
+            self.next_batch,
+            float(t_end),
+        )
+        return Dispatched(start, end, b_start, b_end, b_size)
+
+
+# --------------------------------------------------------------------------------------
+# Single-server FIFO over whole arrays: closed form
+# --------------------------------------------------------------------------------------
+
 
 # Block length of the closed-form FIFO. Cumulative sums restart every block, so rounding
 # error grows with the block (~block * eps * block service time), not with the row; the
@@ -45,36 +366,6 @@ FIFO_BLOCK = 1024
 # Jobs per tile: the closed form runs tile by tile in reused buffers that stay in cache,
 # which is several times faster than whole-array passes over fresh memory.
 _FIFO_TILE = 1 << 15
-
-
-class ServerSchedule(NamedTuple):
-    """Per-job result of :func:`multi_server_fifo`, in input order."""
-
-    start_s: FloatArray
-    departures_s: FloatArray
-    server_index: SmallIntArray
-
-
-class BatchSchedule(NamedTuple):
-    """Per-frame result of :func:`batching_servers`, in input order."""
-
-    start_s: FloatArray  # start of the frame's batch
-    departures_s: FloatArray  # end of the frame's batch
-    batch_id: IntArray  # 0, 1, ... in dispatch order
-    batch_size: SmallIntArray
-
-
-class QueueSamples(NamedTuple):
-    """Counts of jobs at sample instants (right-continuous: an event at t counts at t)."""
-
-    waiting: IntArray
-    in_service: IntArray
-    in_system: IntArray
-
-
-# --------------------------------------------------------------------------------------
-# Single-server FIFO: closed form
-# --------------------------------------------------------------------------------------
 
 
 def fifo_departures(
@@ -164,367 +455,3 @@ def fifo_departures(
             d_last = out[r0:r1, c1 - 1]
 
     return out.reshape(a.shape)
-
-
-def lindley_departures(arrivals_s: ArrayLike, service_s: ArrayLike) -> FloatArray:
-    """Single-server FIFO by the sequential Lindley loop (numba): the reference.
-
-    Same contract as :func:`fifo_departures`. Several times faster, but adding each small
-    service time to a large absolute time rounds at every job, so on long busy periods it
-    drifts further from the exact departures than the blocked closed form does.
-    """
-    a = np.asarray(arrivals_s, dtype=np.float64)
-    s = np.ascontiguousarray(np.broadcast_to(np.asarray(service_s, dtype=np.float64), a.shape))
-    if a.ndim not in (1, 2):
-        raise ValueError(f"arrivals_s must be 1-D or 2-D, got shape {a.shape}")
-    a2 = np.ascontiguousarray(a.reshape(-1, a.shape[-1]) if a.size else a.reshape(0, 0))
-    s2 = s.reshape(a2.shape)
-    return _lindley_rows(a2, s2).reshape(a.shape)
-
-
-@njit(cache=True)
-def _lindley_rows(a: FloatArray, s: FloatArray) -> FloatArray:  # pragma: no cover - numba
-    out = np.empty_like(a)
-    for r in range(a.shape[0]):
-        d = -np.inf
-        for i in range(a.shape[1]):
-            d = max(a[r, i], d) + s[r, i]
-            out[r, i] = d
-    return out
-
-
-# --------------------------------------------------------------------------------------
-# c-server FCFS queue and dynamic batching: sequential, numba
-# --------------------------------------------------------------------------------------
-
-
-@njit(cache=True, inline="always")
-def _before(t1: float, i1: int, t2: float, i2: int) -> bool:  # pragma: no cover - numba
-    return t1 < t2 or (t1 == t2 and i1 < i2)
-
-
-@njit(cache=True)
-def _replace_top(
-    free_s: FloatArray, server: IntArray, t: float, idx: int
-) -> None:  # pragma: no cover - numba
-    """Replace the heap's root (earliest-free server) by (t, idx) and restore heap order.
-
-    Keys are (free time, server index) so that ties go to the lowest server index, which
-    makes the assignment independent of heap layout.
-    """
-    n = free_s.shape[0]
-    pos = 0
-    while True:
-        child = 2 * pos + 1
-        if child >= n:
-            break
-        right = child + 1
-        if right < n and _before(free_s[right], server[right], free_s[child], server[child]):
-            child = right
-        if _before(free_s[child], server[child], t, idx):
-            free_s[pos] = free_s[child]
-            server[pos] = server[child]
-            pos = child
-        else:
-            break
-    free_s[pos] = t
-    server[pos] = idx
-
-
-@njit(cache=True)
-def _multi_server_kernel(
-    a: FloatArray, s: FloatArray, servers: int
-) -> tuple[FloatArray, FloatArray, SmallIntArray]:  # pragma: no cover - numba
-    n = a.shape[0]
-    start = np.empty(n)
-    dep = np.empty(n)
-    srv = np.empty(n, dtype=np.int32)
-    free_s = np.full(servers, -np.inf)  # all servers idle since forever: a valid heap
-    server = np.arange(servers)
-    for i in range(n):
-        t = max(a[i], free_s[0])
-        start[i] = t
-        dep[i] = t + s[i]
-        srv[i] = server[0]
-        _replace_top(free_s, server, dep[i], server[0])
-    return start, dep, srv
-
-
-@njit(cache=True)
-def _batching_kernel(
-    a: FloatArray,
-    servers: int,
-    max_batch: int,
-    window_s: float,
-    service_by_batch_s: FloatArray,
-    multiplier: FloatArray,
-) -> tuple[FloatArray, FloatArray, IntArray, SmallIntArray]:  # pragma: no cover - numba
-    n = a.shape[0]
-    start = np.empty(n)
-    dep = np.empty(n)
-    batch_id = np.empty(n, dtype=np.int64)
-    batch_size = np.empty(n, dtype=np.int32)
-    use_multiplier = multiplier.shape[0] > 0
-    free_s = np.full(servers, -np.inf)
-    server = np.arange(servers)
-    head = 0
-    k = 0
-    while head < n:
-        ready = a[head] + window_s
-        if head + max_batch - 1 < n:
-            ready = min(ready, a[head + max_batch - 1])
-        t = max(ready, free_s[0])
-        end = head + 1  # ready >= a[head], so the oldest frame is always in
-        limit = min(n, head + max_batch)
-        while end < limit and a[end] <= t:
-            end += 1
-        size = end - head
-        service = service_by_batch_s[size - 1]
-        if use_multiplier:
-            service *= multiplier[k]
-        done = t + service
-        for j in range(head, end):
-            start[j] = t
-            dep[j] = done
-            batch_id[j] = k
-            batch_size[j] = size
-        _replace_top(free_s, server, done, server[0])
-        head = end
-        k += 1
-    return start, dep, batch_id, batch_size
-
-
-@njit(cache=True)
-def _stable_sort(values: FloatArray) -> tuple[IntArray, FloatArray]:  # pragma: no cover
-    """``np.argsort(values, kind="stable")`` and the sorted values, by LSD radix sort.
-
-    Merged fleet arrivals are tens of millions of floats: numpy's stable argsort of 3e7
-    takes ~9 s here, these eight byte-wise counting passes ~1.5 s, and the sorted values
-    come from the sorted keys instead of a random-access gather (~1 s). Finite floats
-    only; -0.0 comes back as 0.0.
-    """
-    n = values.shape[0]
-    raw = values.view(np.uint64)
-    sign = np.uint64(1) << np.uint64(63)
-    keys = np.empty(n, dtype=np.uint64)
-    for i in range(n):
-        k = raw[i]
-        if k == sign:  # -0.0 ties with 0.0, as in numpy
-            k = np.uint64(0)
-        # Map the IEEE bit pattern to an unsigned key with the same order.
-        keys[i] = ~k if k & sign else k | sign
-    digit = np.uint64(255)
-    counts = np.zeros((8, 256), dtype=np.int64)
-    for i in range(n):
-        k = keys[i]
-        for d in range(8):
-            counts[d, (k >> np.uint64(8 * d)) & digit] += 1
-    order = np.arange(n)
-    keys_out = np.empty_like(keys)
-    order_out = np.empty_like(order)
-    slot = np.empty(256, dtype=np.int64)
-    for d in range(8):
-        if counts[d].max() == n:  # every key has the same byte here: nothing to do
-            continue
-        shift = np.uint64(8 * d)
-        total = 0
-        for b in range(256):
-            slot[b] = total
-            total += counts[d, b]
-        for i in range(n):  # a stable counting pass
-            k = keys[i]
-            b = (k >> shift) & digit
-            keys_out[slot[b]] = k
-            order_out[slot[b]] = order[i]
-            slot[b] += 1
-        keys, keys_out = keys_out, keys
-        order, order_out = order_out, order
-    for i in range(n):  # undo the key mapping, in place
-        k = keys[i]
-        keys[i] = k & ~sign if k & sign else ~k
-    return order, keys.view(np.float64)
-
-
-def _sorted_arrivals(arrivals_s: FloatArray) -> tuple[FloatArray, IntArray | None]:
-    """Arrivals in stable sorted order, and that order (None when already sorted)."""
-    if arrivals_s.size < 2 or bool(np.all(arrivals_s[1:] >= arrivals_s[:-1])):
-        return arrivals_s, None
-    order, sorted_s = _stable_sort(arrivals_s)
-    return sorted_s, order
-
-
-def _in_input_order(values: NDArray, order: IntArray | None) -> NDArray:
-    if order is None:
-        return values
-    out = np.empty_like(values)
-    out[order] = values
-    return out
-
-
-def _check_arrivals(arrivals_s: ArrayLike) -> FloatArray:
-    a = np.ascontiguousarray(arrivals_s, dtype=np.float64)
-    if a.ndim != 1:
-        raise ValueError(f"arrivals_s must be 1-D, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("arrivals_s must be finite")
-    return a
-
-
-def multi_server_fifo(arrivals_s: ArrayLike, service_s: ArrayLike, servers: int) -> ServerSchedule:
-    """Exact FCFS queue with ``servers`` identical servers.
-
-    Jobs start in arrival order (ties: input order), each on the server that has been free
-    the longest (ties: lowest index), at ``max(arrival, that server's free time)``.
-    ``arrivals_s`` need not be sorted: it is sorted stably and the results are returned in
-    input order. ``service_s`` (per job, or a scalar) is the job's service time.
-    """
-    a = _check_arrivals(arrivals_s)
-    s = np.broadcast_to(np.asarray(service_s, dtype=np.float64), a.shape)
-    if servers < 1:
-        raise ValueError(f"servers must be >= 1, got {servers}")
-    if not np.all(s >= 0.0):
-        raise ValueError("service_s must be >= 0 (and not NaN)")
-    a, order = _sorted_arrivals(a)
-    if order is not None:
-        s = s[order]
-    start, dep, srv = _multi_server_kernel(a, np.ascontiguousarray(s), int(servers))
-    return ServerSchedule(
-        _in_input_order(start, order), _in_input_order(dep, order), _in_input_order(srv, order)
-    )
-
-
-def batching_servers(
-    arrivals_s: ArrayLike,
-    servers: int,
-    max_batch: int,
-    window_s: float,
-    service_by_batch_s: ArrayLike | Callable[[IntArray], ArrayLike],
-    *,
-    service_model: Literal["deterministic", "exponential"] = "deterministic",
-    rng: np.random.Generator | None = None,
-) -> BatchSchedule:
-    """Exact dynamic batching on ``servers`` identical servers (rule in the module docstring).
-
-    ``service_by_batch_s[b - 1]`` is the service time of a batch of ``b`` frames,
-    ``b = 1..max_batch``; a callable is evaluated once on ``np.arange(1, max_batch + 1)``.
-    With ``service_model="exponential"`` the k-th batch (in dispatch order) takes
-    ``service_by_batch_s[b - 1] * e[k]`` with ``e = rng.standard_exponential(len(arrivals))``,
-    so a seed fixes the schedule. ``arrivals_s`` need not be sorted; results are per frame, in
-    input order.
-    """
-    a = _check_arrivals(arrivals_s)
-    if servers < 1:
-        raise ValueError(f"servers must be >= 1, got {servers}")
-    if max_batch < 1:
-        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-    if not (0.0 <= window_s < np.inf):
-        raise ValueError(f"window_s must be finite and >= 0, got {window_s}")
-    sizes = np.arange(1, max_batch + 1)
-    table = np.ascontiguousarray(
-        service_by_batch_s(sizes) if callable(service_by_batch_s) else service_by_batch_s,
-        dtype=np.float64,
-    )
-    if table.shape != (max_batch,):
-        raise ValueError(
-            f"service_by_batch_s must give one time per batch size 1..{max_batch}, "
-            f"got shape {table.shape}"
-        )
-    if not np.all((table >= 0.0) & np.isfinite(table)):
-        raise ValueError("service_by_batch_s must be finite and >= 0")
-    multiplier: FloatArray
-    if service_model == "exponential":
-        if rng is None:
-            raise ValueError('service_model="exponential" needs rng (a numpy Generator)')
-        # One draw per frame bounds the number of batches; only the first n_batches are used.
-        multiplier = np.asarray(rng.standard_exponential(a.shape[0]), dtype=np.float64)
-    elif service_model == "deterministic":
-        multiplier = np.empty(0)
-    else:
-        raise ValueError(
-            f"service_model must be 'deterministic' or 'exponential', got {service_model!r}"
-        )
-
-    a, order = _sorted_arrivals(a)
-    start, dep, batch_id, size = _batching_kernel(
-        a, int(servers), int(max_batch), float(window_s), table, multiplier
-    )
-    return BatchSchedule(
-        _in_input_order(start, order),
-        _in_input_order(dep, order),
-        _in_input_order(batch_id, order),
-        _in_input_order(size, order),
-    )
-
-
-# --------------------------------------------------------------------------------------
-# Sample-path statistics
-# --------------------------------------------------------------------------------------
-
-
-def time_average_count(
-    begin_s: ArrayLike, end_s: ArrayLike, t0: float, t1: float, bins: int = 1
-) -> FloatArray:
-    """Time-average number of intervals ``[begin, end)`` that are open, per bin of [t0, t1).
-
-    With (arrival, departure) this is the mean number in system L; with (arrival, start) the
-    mean queue length; with (start, departure) the mean number of busy servers. Each
-    interval's overlap with each bin is added exactly (whole bins by a difference array), so
-    the result does not suffer from cancellation in large prefix sums.
-    """
-    b = np.asarray(begin_s, dtype=np.float64).ravel()
-    e = np.asarray(end_s, dtype=np.float64).ravel()
-    if b.shape != e.shape:
-        raise ValueError(f"begin_s and end_s differ in size: {b.size} != {e.size}")
-    if not (t1 > t0) or bins < 1:
-        raise ValueError(f"need t1 > t0 and bins >= 1, got t0={t0}, t1={t1}, bins={bins}")
-    width = (t1 - t0) / bins
-    edges = t0 + width * np.arange(bins + 1)
-    edges[-1] = t1
-    b = np.clip(b, t0, t1)
-    e = np.clip(e, t0, t1)
-    keep = e > b
-    b, e = b[keep], e[keep]
-    # Bin of each end point; an end exactly on an edge belongs to the bin on its left so
-    # that a whole-bin interval is counted as covering that bin, not as a partial overlap.
-    kb = np.clip(np.searchsorted(edges, b, side="right") - 1, 0, bins - 1)
-    ke = np.clip(np.searchsorted(edges, e, side="left") - 1, 0, bins - 1)
-    same = kb == ke
-    total = np.zeros(bins)
-    total += np.bincount(kb[same], weights=e[same] - b[same], minlength=bins)
-    kb, ke, b, e = kb[~same], ke[~same], b[~same], e[~same]
-    total += np.bincount(kb, weights=edges[kb + 1] - b, minlength=bins)
-    total += np.bincount(ke, weights=e - edges[ke], minlength=bins)
-    # Bins strictly between kb and ke are covered whole.
-    cover = np.bincount(kb + 1, minlength=bins + 1) - np.bincount(ke, minlength=bins + 1)
-    total += np.cumsum(cover[:bins]) * np.diff(edges)
-    return total / np.diff(edges)
-
-
-def utilization(
-    start_s: ArrayLike, departures_s: ArrayLike, servers: int, t0: float, t1: float, bins: int = 1
-) -> FloatArray:
-    """Fraction of ``servers`` busy in each of ``bins`` equal bins of [t0, t1).
-
-    Pass one (start, end) pair per busy period of a server: per job for
-    :func:`multi_server_fifo`; per batch for :func:`batching_servers` (e.g. the frames at
-    ``np.unique(batch_id, return_index=True)[1]``).
-    """
-    if servers < 1:
-        raise ValueError(f"servers must be >= 1, got {servers}")
-    return time_average_count(start_s, departures_s, t0, t1, bins) / servers
-
-
-def queue_length_samples(
-    arrivals_s: ArrayLike, start_s: ArrayLike, departures_s: ArrayLike, times_s: ArrayLike
-) -> QueueSamples:
-    """Number of jobs waiting, in service and in system at each instant of ``times_s``."""
-    times = np.asarray(times_s, dtype=np.float64)
-
-    def count_at_or_before(events_s: ArrayLike) -> IntArray:
-        events = np.sort(np.asarray(events_s, dtype=np.float64).ravel())
-        return np.searchsorted(events, times, side="right").astype(np.int64)
-
-    arrived = count_at_or_before(arrivals_s)
-    started = count_at_or_before(start_s)
-    departed = count_at_or_before(departures_s)
-    return QueueSamples(arrived - started, started - departed, arrived - departed)
