@@ -1,6 +1,8 @@
 """Arguments shared by the commands that plan (profile, plan, split, compress, demo).
 
-The objectives and solvers a flag offers are read from the packages that define them.
+The CLI only parses text here. What the values may be (devices, networks, codecs,
+bandwidths) is checked where a planner is made (:meth:`partitioner.planner.Planner.create`);
+the objectives and solvers a flag offers are read from the packages that define them.
 """
 
 from __future__ import annotations
@@ -126,10 +128,8 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
         default="lte",
         help="network preset, packaged trace or trace file (default lte)",
     )
-    p.add_argument(
-        "--bandwidth-mbps", type=positive_float, help="uplink Mbit/s (overrides --network)"
-    )
-    p.add_argument("--rtt-ms", type=non_negative_float, help="round trip ms (overrides --network)")
+    p.add_argument("--bandwidth-mbps", type=float, help="uplink Mbit/s (overrides --network)")
+    p.add_argument("--rtt-ms", type=float, help="round trip ms (overrides --network)")
     p.add_argument(
         "--objective",
         default="latency",
@@ -154,26 +154,18 @@ def add_plan_args(p: argparse.ArgumentParser) -> None:
 
 
 def make_planner(args: argparse.Namespace) -> Any:
-    from partitioner.codecs import CODECS
+    """The planner the plan arguments describe; Planner.create checks them before capturing."""
     from partitioner.model.spec import parse_input_shape
     from partitioner.planner import Planner
-    from partitioner.pricing.network import resolve_network
-    from partitioner.pricing.profiles import DEVICES
 
-    shape = parse_input_shape(args.input_shape) if args.input_shape else None
-    network = resolve_network(args.network)
-    CODECS.get(args.codec)
-    for name in (args.edge, args.cloud):
-        if name != "host":
-            DEVICES.get(name)
     return Planner.create(
         args.model,
         edge=args.edge,
         cloud=args.cloud,
-        network=network,
+        network=args.network,
         bandwidth_mbps=args.bandwidth_mbps,
         rtt_ms=args.rtt_ms,
         codec=args.codec,
-        input_shape=shape,
+        input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
         edge_dtype=getattr(args, "edge_dtype", None),
     )

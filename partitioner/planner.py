@@ -16,23 +16,26 @@ from pathlib import Path
 
 import torch
 
-from partitioner.errors import EdgecutError
+from partitioner.codecs import CODECS, Codec
+from partitioner.deploy.artifact import write_split
 from partitioner.model.capture import CapturedModel, capture
 from partitioner.model.spec import LoadedModel, load_model
 from partitioner.pricing.cost import CostModel
-from partitioner.pricing.network import NETWORKS, NetworkProfile
+from partitioner.pricing.host import host_profile
+from partitioner.pricing.network import NetworkProfile, resolve_network
 from partitioner.pricing.profiles import DEVICES, DeviceProfile
 from partitioner.solve.breakpoints import BreakpointTable, build_table
 from partitioner.solve.plan import Plan, evaluate_cut, make_plan
 
 
-def resolve_device(name: str, captured: CapturedModel, *, repeats: int = 10) -> DeviceProfile:
-    """A preset, or ``host`` measured on this machine for this model."""
-    if name == "host":
-        from partitioner.pricing.host import host_profile
-
+def resolve_device(
+    device: str | DeviceProfile, captured: CapturedModel, *, repeats: int = 10
+) -> DeviceProfile:
+    """A device preset (by name or already looked up); ``host`` is measured here on this model."""
+    profile = DEVICES.get(device) if isinstance(device, str) else device
+    if profile.name == "host" and profile.measured_ms is None:
         return host_profile(captured, repeats=repeats)
-    return DEVICES.get(name)
+    return profile
 
 
 @dataclass
@@ -56,28 +59,31 @@ class Planner:
         edge_dtype: str | None = None,
         cloud_dtype: str | None = None,
     ) -> Planner:
-        if bandwidth_mbps is not None and not bandwidth_mbps > 0:
-            raise EdgecutError(f"--bandwidth-mbps must be > 0, got {bandwidth_mbps:g}")
-        if rtt_ms is not None and rtt_ms < 0:
-            raise EdgecutError(f"--rtt-ms must be >= 0, got {rtt_ms:g}")
-        # Validate the cheap arguments before the expensive capture.
-        for name in (edge, cloud):
-            if name != "host":
-                DEVICES.get(name)
-        net = NETWORKS.get(network) if isinstance(network, str) else network
+        """Capture ``model`` and price it: the one place a planner's arguments are checked.
+
+        Devices, dtypes, network (a preset, a packaged trace or a trace file), its
+        overrides and the codec are all checked before the model is loaded and
+        captured, so a typo costs nothing; each bad one raises its one-line
+        :class:`~partitioner.errors.EdgecutError`.
+        """
+        edge_profile, cloud_profile = DEVICES.get(edge), DEVICES.get(cloud)
+        edge_dtype = edge_profile.dtype(edge_dtype)
+        cloud_dtype = cloud_profile.dtype(cloud_dtype)
+        net = resolve_network(network) if isinstance(network, str) else network
         if bandwidth_mbps is not None:
             net = net.with_bandwidth(bandwidth_mbps)
         if rtt_ms is not None:
             net = net.with_rtt(rtt_ms)
+        feature_codec = CODECS.get(codec)
         loaded = load_model(model, input_shape)
         captured = capture(loaded.module, loaded.example_input(), name=loaded.name)
         return cls.for_captured(
             loaded,
             captured,
-            edge=edge,
-            cloud=cloud,
+            edge=edge_profile,
+            cloud=cloud_profile,
             network=net,
-            codec=codec,
+            codec=feature_codec,
             edge_dtype=edge_dtype,
             cloud_dtype=cloud_dtype,
         )
@@ -88,10 +94,10 @@ class Planner:
         loaded: LoadedModel,
         captured: CapturedModel,
         *,
-        edge: str,
-        cloud: str,
+        edge: str | DeviceProfile,
+        cloud: str | DeviceProfile,
         network: NetworkProfile,
-        codec: str = "none",
+        codec: str | Codec = "none",
         edge_dtype: str | None = None,
         cloud_dtype: str | None = None,
     ) -> Planner:
@@ -143,8 +149,6 @@ class Planner:
         return build_table(self.cost, min_mbps, max_mbps, objective=objective, solver=solver)
 
     def split(self, plan: Plan, out_dir: str | Path, *, model_spec: str | None = None) -> Path:
-        from partitioner.deploy.artifact import write_split
-
         return write_split(self.captured, plan, out_dir, model_spec=model_spec or self.loaded.name)
 
     def reference_output(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

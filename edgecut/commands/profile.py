@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import add_model_args
+from edgecut.args import add_model_args, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,21 +13,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--device", required=True, help="device preset, or host to measure here")
     p.add_argument("--dtype", help="compute dtype (device default)")
-    p.add_argument("--repeats", type=int, default=10, help="host: timed runs per node (default 10)")
+    p.add_argument(
+        "--repeats", type=positive_int, default=10, help="host: timed runs per node (default 10)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from edgecut.output import console, human_bytes, print_json, table
-    from partitioner.errors import EdgecutError
     from partitioner.model.capture import capture
     from partitioner.model.spec import load_model, parse_input_shape
     from partitioner.pricing.profiles import DEVICES
 
-    if args.repeats < 1:
-        raise EdgecutError(f"--repeats must be >= 1, got {args.repeats}")
+    # The cheap arguments first: a typo should not cost a capture.
     device = DEVICES.get(args.device)
+    dtype = device.dtype(args.dtype)
     shape = parse_input_shape(args.input_shape) if args.input_shape else None
     loaded = load_model(args.model, shape)
     captured = capture(loaded.module, loaded.example_input(), name=loaded.name)
@@ -39,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
         measurement = measure_host(captured, repeats=args.repeats)
         device = device.with_measurements(measurement.node_ms)
         measured_total = measurement.total_ms
-    dtype = device.dtype(args.dtype)
     layers: list[dict[str, Any]] = [
         {
             "name": n.name,

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from partitioner.deploy.artifact import read_manifest
     from partitioner.errors import EdgecutError
 
+    plan = load_plan_file(args.plan) if args.plan else None  # cheap: before the capture
     planner = make_planner(args)
-    if args.plan:
-        plan = load_plan_file(args.plan)
+    if plan is not None:
         if plan.model != planner.graph.model:
             raise EdgecutError(
                 f"--plan is for model {plan.model!r}, but --model is {planner.graph.model!r}"

@@ -24,7 +24,7 @@ import numpy as np
 from partitioner.codecs import CODECS, Codec
 from partitioner.errors import EdgecutError, unknown_name
 from partitioner.model.graph import Graph
-from partitioner.pricing.network import NetworkProfile
+from partitioner.pricing.network import NetworkProfile, check_bandwidth
 from partitioner.pricing.profiles import DeviceProfile
 
 # What a plan can minimise: ms per frame, edge mJ per frame, ms per frame when pipelined.
@@ -242,10 +242,9 @@ class CostModel:
         )
 
     def _bandwidth(self, bandwidth_mbps: float | None) -> float:
-        bw = self.network.uplink_mbps if bandwidth_mbps is None else bandwidth_mbps
-        if not bw > 0:
-            raise EdgecutError(f"bandwidth must be > 0 Mbit/s, got {bw}")
-        return bw
+        return check_bandwidth(
+            self.network.uplink_mbps if bandwidth_mbps is None else bandwidth_mbps
+        )
 
     # -- all cuts at once (for the solvers) -------------------------------------------
     def linear_parts(self, objective: str) -> tuple[LinearCost, LinearCost]:

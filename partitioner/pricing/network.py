@@ -197,6 +197,13 @@ def read_trace_file(spec: str) -> TraceFile:
     return TraceFile(name, text, is_mahimahi)
 
 
+def check_bandwidth(mbps: float) -> float:
+    """``mbps`` if it is a usable uplink bandwidth (> 0 Mbit/s), else the user error."""
+    if not mbps > 0:
+        raise EdgecutError(f"bandwidth must be > 0 Mbit/s, got {mbps:g}")
+    return mbps
+
+
 @dataclass(frozen=True)
 class NetworkProfile:
     """An uplink: bandwidth, round trip, and the radio's power model."""
@@ -212,10 +219,9 @@ class NetworkProfile:
     trace: BandwidthTrace | None = None
 
     def __post_init__(self) -> None:
-        if not self.uplink_mbps > 0:
-            raise EdgecutError(f"bandwidth must be > 0 Mbit/s, got {self.uplink_mbps}")
-        if self.rtt_ms < 0:
-            raise EdgecutError(f"RTT must be >= 0 ms, got {self.rtt_ms}")
+        check_bandwidth(self.uplink_mbps)
+        if not self.rtt_ms >= 0:
+            raise EdgecutError(f"RTT must be >= 0 ms, got {self.rtt_ms:g}")
         if self.radio_nj_per_bit < 0 or self.radio_base_mw < 0:
             raise EdgecutError("radio energy figures must be >= 0")
 
