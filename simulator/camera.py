@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from simulator import streams
 from simulator.fleet import FleetPlan, GroupPlan
-from simulator.metrics import CameraStats, add_at, add_latencies
+from simulator.metrics import CameraStats, add_at
 from simulator.policies import POLICIES, FrameContext
 from simulator.queues import lindley_rows, lindley_rows_limited, stable_sort
 
@@ -279,17 +279,8 @@ class CameraBlock:
         local = np.flatnonzero(accepted & ~to_cloud)
         if local.size:
             self.samples.append(
-                add_latencies(
-                    cam[local],
-                    t[local],
-                    edge_done[local],
-                    plan.deadline_s,
-                    plan.duration_s,
-                    stats.latency_sum_s,
-                    stats.latency_max_s,
-                    stats.done,
-                    stats.miss,
-                    stats.done_by_horizon,
+                stats.add_completed(
+                    cam[local], t[local], edge_done[local], plan.deadline_s, plan.duration_s
                 )
             )
         sel = np.flatnonzero(to_cloud)

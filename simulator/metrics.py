@@ -57,6 +57,31 @@ class CameraStats:
             else:
                 mine += theirs
 
+    def add_completed(
+        self,
+        cam: IntArray,
+        t_gen_s: FloatArray,
+        t_done_s: FloatArray,
+        deadline_s: float,
+        horizon_s: float,
+    ) -> FloatArray:
+        """Count completed frames: frame ``i``, of camera ``cam[i]`` (an index into this
+        range), captured at ``t_gen_s[i]`` and answered at ``t_done_s[i]``. Adds to the
+        done, late and by-the-horizon counts and the latency sum and max, in frame order;
+        returns the frames' latencies."""
+        return _add_latencies(
+            cam,
+            t_gen_s,
+            t_done_s,
+            deadline_s,
+            horizon_s,
+            self.latency_sum_s,
+            self.latency_max_s,
+            self.done,
+            self.miss,
+            self.done_by_horizon,
+        )
+
 
 @njit(cache=True)
 def add_at(total: FloatArray, index: IntArray, values: FloatArray) -> None:  # pragma: no cover
@@ -67,7 +92,7 @@ def add_at(total: FloatArray, index: IntArray, values: FloatArray) -> None:  # p
 
 
 @njit(cache=True)
-def add_latencies(
+def _add_latencies(
     cam: IntArray,
     t_gen: FloatArray,
     t_done: FloatArray,
@@ -79,7 +104,7 @@ def add_latencies(
     miss: IntArray,
     done_by_horizon: IntArray,
 ) -> FloatArray:  # pragma: no cover - numba
-    """Count completed frames per camera; returns their latencies."""
+    """The loop of :meth:`CameraStats.add_completed`."""
     out = np.empty(cam.shape[0])
     for i in range(cam.shape[0]):
         c = cam[i]

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from simulator.camera import FrameBatch
 from simulator.fleet import FleetPlan
-from simulator.metrics import CameraStats, Timeline, add_at, add_intervals, add_latencies
+from simulator.metrics import CameraStats, Timeline, add_at, add_intervals
 from simulator.queues import BatchingServers
 
 FloatArray = NDArray[np.float64]
@@ -143,17 +143,8 @@ class CloudSite:
         start, end = start[idx], end[idx]
         group = np.searchsorted(self.first_gids, gid, side="right") - 1
         stats = self.stats
-        latency = add_latencies(
-            gid,
-            frames.t_gen_s[idx],
-            end + self.back_s[group],
-            plan.deadline_s,
-            plan.duration_s,
-            stats.latency_sum_s,
-            stats.latency_max_s,
-            stats.done,
-            stats.miss,
-            stats.done_by_horizon,
+        latency = stats.add_completed(
+            gid, frames.t_gen_s[idx], end + self.back_s[group], plan.deadline_s, plan.duration_s
         )
         add_at(stats.cloud_wait_sum_s, gid, start - arrival)
         add_at(stats.cloud_sum_s, gid, end - arrival)
