@@ -2,13 +2,15 @@
 
 ``C(t)`` counts the bits a link could have delivered by time ``t`` (periodic: traces repeat).
 A frame that starts sending at ``s`` leaves when ``C`` has advanced by its bits; in
-``C``-space a FIFO link is an ordinary single-server FIFO queue, so a whole fleet of cameras is
-solved by :func:`simulator.queues.fifo_departures` plus one inverse lookup per frame.
+``C``-space a FIFO link is an ordinary single-server FIFO queue, so the link is solved by a
+Lindley recursion in bits plus one inverse lookup per frame, with no per-packet loop.
+:func:`fluid_fifo_departures` does so for whole arrays of frames (benchmarks, and the tests
+of the curves); the camera shards do the same window by window (:mod:`simulator.camera`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,7 +36,7 @@ _BITS_REL_TOLERANCE = 64 * np.finfo(np.float64).eps
 TIME_TOLERANCE_S = 1e-10
 
 
-class _BucketSearch:
+class BucketSearch:
     """``np.searchsorted(values, x, side)`` for many queries in ``[lo, hi]``, in O(1) each.
 
     Values and queries are put in equal-width buckets by the same monotone formula, so the
@@ -106,8 +108,8 @@ class CapacityCurve:
     knot_bits: FloatArray
     slope_bps: FloatArray = field(init=False, repr=False)  # rate between knots; inf on jumps
     _jump_into_bits: FloatArray = field(init=False, repr=False)  # jump ending at knot k
-    _time_index: _BucketSearch = field(init=False, repr=False)
-    _bits_index: _BucketSearch = field(init=False, repr=False)
+    _time_index: BucketSearch = field(init=False, repr=False)
+    _bits_index: BucketSearch = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         t = np.array(self.knot_times_s, dtype=np.float64)
@@ -149,8 +151,8 @@ class CapacityCurve:
         jump_into[1:] = np.where(np.diff(t) == 0.0, np.diff(c), 0.0)
         jump_into[0] = jump_into[-1]  # a jump at the period's end is one at its start
         object.__setattr__(self, "_jump_into_bits", jump_into)
-        object.__setattr__(self, "_time_index", _BucketSearch(t, 0.0, float(t[-1])))
-        object.__setattr__(self, "_bits_index", _BucketSearch(c, 0.0, float(c[-1])))
+        object.__setattr__(self, "_time_index", BucketSearch(t, 0.0, float(t[-1])))
+        object.__setattr__(self, "_bits_index", BucketSearch(c, 0.0, float(c[-1])))
 
     # ---------------------------------------------------------------- constructors
 
@@ -417,116 +419,3 @@ def fluid_fifo_departures(
     # A zero-bit frame leaves on arrival; the clamp also absorbs rounding of C^-1(C(a)).
     np.maximum(d, a, out=d)
     return d
-
-
-def fluid_fifo_departures_grouped(
-    curves: Sequence[CapacityCurve],
-    curve_index: ArrayLike,
-    arrivals_s: ArrayLike,
-    bits: ArrayLike,
-    offset_s: ArrayLike = 0.0,
-) -> FloatArray:
-    """:func:`fluid_fifo_departures` for cameras on different traces.
-
-    Row r of the 2-D ``arrivals_s`` uses ``curves[curve_index[r]]``; rows are solved one
-    group of equal curves at a time.
-    """
-    a = np.asarray(arrivals_s, dtype=np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"arrivals_s must be 2-D (one row per camera), got shape {a.shape}")
-    idx = np.asarray(curve_index)
-    if idx.shape != (a.shape[0],):
-        raise ValueError(f"need one curve index per row ({a.shape[0]}), got shape {idx.shape}")
-    if idx.size and (idx.min() < 0 or idx.max() >= len(curves)):
-        raise ValueError(f"curve_index must lie in [0, {len(curves)})")
-    b = np.broadcast_to(np.asarray(bits, dtype=np.float64), a.shape)
-    off = np.broadcast_to(_row_offsets(offset_s, a.shape), a.shape)
-    out = np.empty(a.shape)
-    for g in np.unique(idx):
-        rows = np.flatnonzero(idx == g)
-        out[rows] = fluid_fifo_departures(curves[int(g)], a[rows], b[rows], off[rows])
-    return out
-
-
-def fluid_fifo_departures_reference(
-    curve: CapacityCurve, arrivals_s: ArrayLike, bits: ArrayLike, offset_s: ArrayLike = 0.0
-) -> FloatArray:
-    """Slow reference for :func:`fluid_fifo_departures`: a per-frame loop over link pieces.
-
-    Walks the curve piece by piece in time (ramps at their rate, impulses with what the
-    previous frame left of them), never using ``C`` or its inverse. For tests.
-    """
-    a = np.asarray(arrivals_s, dtype=np.float64)
-    if a.ndim not in (1, 2):
-        raise ValueError(f"arrivals_s must be 1-D or 2-D, got shape {a.shape}")
-    b = np.broadcast_to(np.asarray(bits, dtype=np.float64), a.shape)
-    off = np.broadcast_to(_row_offsets(offset_s, a.shape), a.shape)
-    rows_a, rows_b, rows_off = (np.atleast_2d(v) for v in (a, b, off))
-    out = np.empty(rows_a.shape)
-    for r in range(rows_a.shape[0]):
-        out[r] = _reference_row(curve, rows_a[r], rows_b[r], rows_off[r])
-    return out.reshape(a.shape)
-
-
-def _reference_row(
-    curve: CapacityCurve, arrivals_s: FloatArray, bits: FloatArray, offset_s: FloatArray
-) -> FloatArray:
-    times = curve.knot_times_s.tolist()
-    levels = curve.knot_bits.tolist()
-    slope = curve.slope_bps.tolist()
-    period_s = curve.period_s
-    n_pieces = len(slope)
-    out = np.empty(arrivals_s.shape[0])
-    # Cursor where the link stopped: piece k of period p; in a ramp, pos is the phase
-    # (seconds into the period) reached, in an impulse the bits of it already used.
-    # Phases keep the arithmetic small and exact-ish even thousands of periods in.
-    p, k, pos = 0, 0, 0.0
-    free_s = -np.inf  # trace time at which the previous frame left
-
-    def is_impulse(k: int) -> bool:
-        return times[k + 1] == times[k]
-
-    for i in range(arrivals_s.shape[0]):
-        arrive = float(arrivals_s[i] + offset_s[i])
-        need = float(bits[i])
-        if need == 0.0:
-            out[i] = max(arrive, free_s) - offset_s[i]
-            continue
-        # Busy if the link is still sending at the arrival, or has just stopped inside an
-        # impulse at most TIME_TOLERANCE_S earlier (its leftover serves this frame).
-        if arrive > free_s + TIME_TOLERANCE_S or (arrive > free_s and not is_impulse(k)):
-            # Idle link: skip what was deliverable before the arrival.
-            if free_s == -np.inf:
-                p, k = int(np.floor(arrive / period_s)) - 1, 0
-            while True:
-                base_s = p * period_s
-                if is_impulse(k):
-                    if base_s + times[k] >= arrive - TIME_TOLERANCE_S:
-                        pos = 0.0
-                        break
-                elif base_s + times[k + 1] > arrive:
-                    pos = max(arrive - base_s, times[k])
-                    break
-                k += 1
-                if k == n_pieces:
-                    p, k = p + 1, 0
-        while True:
-            if is_impulse(k):
-                left = (levels[k + 1] - levels[k]) - pos
-                if need <= left + BITS_TOLERANCE:
-                    pos += need
-                    free_s = p * period_s + times[k]
-                    break
-            else:
-                left = slope[k] * (times[k + 1] - pos)
-                if slope[k] > 0.0 and need <= left + BITS_TOLERANCE:
-                    pos = min(pos + need / slope[k], times[k + 1])
-                    free_s = p * period_s + pos
-                    break
-            need -= left
-            k += 1
-            if k == n_pieces:
-                p, k = p + 1, 0
-            pos = 0.0 if is_impulse(k) else times[k]
-        out[i] = free_s - offset_s[i]
-    return out

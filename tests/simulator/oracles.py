@@ -1,7 +1,8 @@
-"""References the simulator's queueing kernels are tested against.
+"""References the simulator's queueing kernels and its fluid link are tested against.
 
 Each follows its queue's definition in plain Python, job by job or event by event, and
-shares no code with ``simulator/``: slow, short and easy to check by eye.
+shares no code with what it checks (the fluid link's reads only a curve's knots): slow,
+short and easy to check by eye.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike
+
+from simulator.uplink import BITS_TOLERANCE, TIME_TOLERANCE_S, CapacityCurve
 
 
 def lindley_loop(arrivals: Sequence[float], service: Sequence[float]) -> list[float]:
@@ -116,3 +120,91 @@ def batching_reference(
             break
         t = min(later)
     return start, end, batches
+
+
+def fluid_link_reference(
+    curve: CapacityCurve, arrivals_s: ArrayLike, bits: ArrayLike, offset_s: ArrayLike = 0.0
+) -> np.ndarray:
+    """FIFO fluid link (as :func:`simulator.uplink.fluid_fifo_departures`), frame by frame.
+
+    Walks the curve piece by piece in time (ramps at their rate, impulses with what the
+    previous frame left of them), never using ``C`` or its inverse. ``arrivals_s`` is 1-D
+    or 2-D (a row per camera); ``offset_s`` a scalar, or one per row.
+    """
+    a = np.asarray(arrivals_s, dtype=np.float64)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"arrivals_s must be 1-D or 2-D, got shape {a.shape}")
+    b = np.broadcast_to(np.asarray(bits, dtype=np.float64), a.shape)
+    off = np.asarray(offset_s, dtype=np.float64)
+    if off.ndim == 1 and a.ndim == 2:
+        off = off[:, None]
+    off = np.broadcast_to(off, a.shape)
+    rows_a, rows_b, rows_off = (np.atleast_2d(v) for v in (a, b, off))
+    out = np.empty(rows_a.shape)
+    for r in range(rows_a.shape[0]):
+        out[r] = _fluid_link_row(curve, rows_a[r], rows_b[r], rows_off[r])
+    return out.reshape(a.shape)
+
+
+def _fluid_link_row(
+    curve: CapacityCurve, arrivals_s: np.ndarray, bits: np.ndarray, offset_s: np.ndarray
+) -> np.ndarray:
+    times = curve.knot_times_s.tolist()
+    levels = curve.knot_bits.tolist()
+    slope = curve.slope_bps.tolist()
+    period_s = curve.period_s
+    n_pieces = len(slope)
+    out = np.empty(arrivals_s.shape[0])
+    # Cursor where the link stopped: piece k of period p; in a ramp, pos is the phase
+    # (seconds into the period) reached, in an impulse the bits of it already used.
+    # Phases keep the arithmetic small and exact-ish even thousands of periods in.
+    p, k, pos = 0, 0, 0.0
+    free_s = -np.inf  # trace time at which the previous frame left
+
+    def is_impulse(k: int) -> bool:
+        return times[k + 1] == times[k]
+
+    for i in range(arrivals_s.shape[0]):
+        arrive = float(arrivals_s[i] + offset_s[i])
+        need = float(bits[i])
+        if need == 0.0:
+            out[i] = max(arrive, free_s) - offset_s[i]
+            continue
+        # Busy if the link is still sending at the arrival, or has just stopped inside an
+        # impulse at most TIME_TOLERANCE_S earlier (its leftover serves this frame).
+        if arrive > free_s + TIME_TOLERANCE_S or (arrive > free_s and not is_impulse(k)):
+            # Idle link: skip what was deliverable before the arrival.
+            if free_s == -np.inf:
+                p, k = int(np.floor(arrive / period_s)) - 1, 0
+            while True:
+                base_s = p * period_s
+                if is_impulse(k):
+                    if base_s + times[k] >= arrive - TIME_TOLERANCE_S:
+                        pos = 0.0
+                        break
+                elif base_s + times[k + 1] > arrive:
+                    pos = max(arrive - base_s, times[k])
+                    break
+                k += 1
+                if k == n_pieces:
+                    p, k = p + 1, 0
+        while True:
+            if is_impulse(k):
+                left = (levels[k + 1] - levels[k]) - pos
+                if need <= left + BITS_TOLERANCE:
+                    pos += need
+                    free_s = p * period_s + times[k]
+                    break
+            else:
+                left = slope[k] * (times[k + 1] - pos)
+                if slope[k] > 0.0 and need <= left + BITS_TOLERANCE:
+                    pos = min(pos + need / slope[k], times[k + 1])
+                    free_s = p * period_s + pos
+                    break
+            need -= left
+            k += 1
+            if k == n_pieces:
+                p, k = p + 1, 0
+            pos = 0.0 if is_impulse(k) else times[k]
+        out[i] = free_s - offset_s[i]
+    return out

@@ -15,7 +15,8 @@ from simulator.camera import CameraShard, FrameBatch, _arrivals
 from simulator.fleet import compile_scenario
 from simulator.scenario import scenario_from_dict
 from simulator.site import merge_batches
-from simulator.uplink import fluid_fifo_departures, fluid_fifo_departures_reference
+from simulator.uplink import fluid_fifo_departures
+from tests.simulator.oracles import fluid_link_reference
 
 # --------------------------------------------------------------------------- camera kernels
 
@@ -93,7 +94,7 @@ def test_uplink_matches_the_per_frame_event_loop_on_real_traces() -> None:
         enter = frames.t_gen_s[mine][order] + option.edge_s
         curve = group.link.curves[links.curve[c]]
         bits = np.full(enter.size, option.wire_bits)
-        reference = fluid_fifo_departures_reference(curve, enter, bits, links.offset_s[c])
+        reference = fluid_link_reference(curve, enter, bits, links.offset_s[c])
         np.testing.assert_allclose(sent, reference, rtol=0, atol=1e-9)
         vectorised = fluid_fifo_departures(curve, enter, bits, links.offset_s[c])
         np.testing.assert_allclose(sent, vectorised, rtol=0, atol=1e-9)

@@ -11,14 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.queues import fifo_departures
-from simulator.uplink import (
-    TIME_TOLERANCE_S,
-    CapacityCurve,
-    _BucketSearch,
-    fluid_fifo_departures,
-    fluid_fifo_departures_grouped,
-    fluid_fifo_departures_reference,
-)
+from simulator.uplink import TIME_TOLERANCE_S, BucketSearch, CapacityCurve, fluid_fifo_departures
+from tests.simulator.oracles import fluid_link_reference
 
 PROPERTY = settings(max_examples=100, deadline=None, derandomize=True)
 TRACES_DIR = Path("/work/shared/traces")
@@ -203,7 +197,7 @@ def test_capacity_matches_interpolation_and_inverse_round_trips(
 def test_bucket_search_equals_searchsorted(values: list[float], queries: list[float]) -> None:
     v = np.sort(np.array(values))
     x = np.array(queries)
-    index = _BucketSearch(v, 0.0, 10.0)
+    index = BucketSearch(v, 0.0, 10.0)
     for side in ("left", "right"):
         np.testing.assert_array_equal(index.search(x, side), np.searchsorted(v, x, side=side))
 
@@ -267,7 +261,7 @@ def test_fluid_link_matches_reference_on_rate_traces(
 ) -> None:
     arrivals, bits = data
     got = fluid_fifo_departures(curve, arrivals, bits, offset_s)
-    ref = fluid_fifo_departures_reference(curve, arrivals, bits, offset_s)
+    ref = fluid_link_reference(curve, arrivals, bits, offset_s)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
 
 
@@ -279,7 +273,7 @@ def test_fluid_link_matches_reference_on_mahimahi_traces(
     arrivals, bits = data
     curve = CapacityCurve.from_mahimahi(ts, model=model)  # type: ignore[arg-type]
     got = fluid_fifo_departures(curve, arrivals, bits, offset_s)
-    ref = fluid_fifo_departures_reference(curve, arrivals, bits, offset_s)
+    ref = fluid_link_reference(curve, arrivals, bits, offset_s)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
 
 
@@ -338,7 +332,7 @@ def test_fluid_link_matches_reference_on_real_traces(
         curve = CapacityCurve.from_mahimahi(ts, model=model)  # type: ignore[arg-type]
         arrivals, bits, offset_s = camera_frames(curve, 4, 500, seed)
         got = fluid_fifo_departures(curve, arrivals, bits, offset_s)
-        ref = fluid_fifo_departures_reference(curve, arrivals, bits, offset_s)
+        ref = fluid_link_reference(curve, arrivals, bits, offset_s)
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
         if model == "impulse":
             for r in range(2):
@@ -350,15 +344,3 @@ def test_fluid_link_matches_reference_on_real_traces(
             np.testing.assert_array_equal(
                 got[r], fluid_fifo_departures(curve, arrivals[r], bits[r], offset_s[r])
             )
-
-
-def test_grouped_curves_equal_separate_calls(real_traces: dict[str, list[int]]) -> None:
-    curves = [CapacityCurve.from_mahimahi(ts) for ts in real_traces.values()]
-    rng = np.random.default_rng(7)
-    arrivals, bits, offset_s = camera_frames(curves[0], 9, 300, 7)
-    which = rng.integers(0, len(curves), 9)
-    got = fluid_fifo_departures_grouped(curves, which, arrivals, bits, offset_s)
-    for r in range(9):
-        np.testing.assert_array_equal(
-            got[r], fluid_fifo_departures(curves[which[r]], arrivals[r], bits[r], offset_s[r])
-        )
