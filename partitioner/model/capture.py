@@ -82,7 +82,7 @@ def capture(
     _strip_guards(module)
     _rewrite_inplace(module)
     module.recompile()
-    graph, fx_names = _read_graph(module, name)
+    graph, fx_names = _GraphReader(module).read(name)
     return CapturedModel(
         graph=graph,
         module=module,
@@ -193,15 +193,15 @@ def _packet(node: fx.Node) -> str:
     return getattr(target, "__name__", str(target))
 
 
-def _is_tensor_meta(value: object) -> bool:
-    return isinstance(value, torch.Tensor)
-
-
-def _is_tensor_list(value: object) -> bool:
+def _returns_tensors(node: fx.Node) -> bool:
+    """The node's value is a tensor or a non-empty tuple of tensors (not a size or a bool)."""
+    val = node.meta.get("val")
+    if isinstance(val, torch.Tensor):
+        return True
     return (
-        isinstance(value, (list, tuple))
-        and len(value) > 0
-        and all(isinstance(v, torch.Tensor) for v in value)
+        isinstance(val, (list, tuple))
+        and len(val) > 0
+        and all(isinstance(v, torch.Tensor) for v in val)
     )
 
 
@@ -251,177 +251,190 @@ def _module_path(node: fx.Node) -> tuple[str, bool]:
     return path, leaf
 
 
-def _read_graph(module: fx.GraphModule, model_name: str) -> tuple[Graph, dict[str, str]]:
-    shapes = _BatchShapes(module)
-    params: dict[fx.Node, int] = {}
+def _parameter_bytes(module: fx.GraphModule) -> dict[fx.Node, int]:
+    """Bytes of each parameter or buffer the graph reads (its ``get_attr`` nodes)."""
+    sizes: dict[fx.Node, int] = {}
     for node in module.graph.nodes:
         if node.op == "get_attr":
             val = node.meta.get("val")
             if val is None:
                 val = _fetch_attr(module, str(node.target))
             if isinstance(val, torch.Tensor):
-                params[node] = val.numel() * val.element_size()
+                sizes[node] = val.numel() * val.element_size()
+    return sizes
 
-    names: dict[fx.Node, str] = {}
-    taken: set[str] = set()
-    used_module_call: set[str] = set()
 
-    def unique(base: str) -> str:
-        name, i = base, 1
-        while name in taken:
-            name = f"{base}_{i}"
-            i += 1
-        taken.add(name)
-        return name
+@dataclass
+class _Draft:
+    """A graph node as read from the FX graph, before its users are known."""
 
-    records: list[dict[str, Any]] = []
-    inputs: list[str] = []
-    ties: list[tuple[str, str]] = []
-    for node in module.graph.nodes:
-        if node.op == "placeholder":
-            val = node.meta.get("val")
-            if not isinstance(val, torch.Tensor):
-                raise CaptureError(f"model input {node.name!r} is not a tensor")
-            shape = shapes.shape(val)
-            names[node] = unique(node.name)
-            inputs.append(names[node])
-            records.append(
-                dict(
-                    fx=node,
-                    name=names[node],
-                    op="input",
-                    op_class="input",
-                    shape=shape,
-                    dtype=val.dtype,
-                    flops=0,
-                    param_bytes=0,
-                    in_bytes=0,
-                    inputs=(),
-                )
-            )
-            continue
-        if node.op != "call_function":
-            continue
+    name: str
+    op: str
+    op_class: str
+    values: list[tuple[tuple[int, ...], torch.dtype]]  # (shape, dtype) of each output tensor
+    is_tuple: bool  # the op returns a Python tuple of ``values``
+    flops: int
+    param_bytes: int
+    in_bytes: int
+    inputs: tuple[str, ...]
+
+    def to_node(self, users: tuple[str, ...], is_output: bool) -> Node:
+        shape: tuple[int, ...] = ()
+        dtype = "tuple"
+        if not self.is_tuple:
+            ((shape, torch_dtype),) = self.values
+            dtype = str(torch_dtype).removeprefix("torch.")
+        return Node(
+            name=self.name,
+            op=self.op,
+            op_class=self.op_class,
+            shape=tuple(shape),
+            dtype=dtype,
+            out_bytes=sum(_nbytes(s, d) for s, d in self.values),
+            flops=int(self.flops),
+            param_bytes=int(self.param_bytes),
+            in_bytes=int(self.in_bytes),
+            inputs=self.inputs,
+            users=users,
+            is_output=is_output,
+        )
+
+
+class _GraphReader:
+    """Reads an exported FX module into a :class:`Graph`, one FX node at a time.
+
+    Each placeholder becomes an input node and each call that returns a tensor (or
+    a tuple of tensors) an op node, named after the module that called it. Symbolic
+    sizes and other Python values become no node: they are recomputed where needed.
+    Users and outputs are filled in once every node is read.
+    """
+
+    def __init__(self, module: fx.GraphModule) -> None:
+        self.module = module
+        self.shapes = _BatchShapes(module)
+        self.param_bytes = _parameter_bytes(module)
+        self.names: dict[fx.Node, str] = {}  # FX node -> graph node name
+        self.taken: set[str] = set()  # the values of ``names``
+        self.drafts: list[_Draft] = []
+        self.inputs: list[str] = []
+        self.ties: list[tuple[str, str]] = []
+
+    def read(self, model_name: str) -> tuple[Graph, dict[str, str]]:
+        """The graph and, for each of its nodes, the name of the FX node it was read from."""
+        for node in self.module.graph.nodes:
+            if node.op == "placeholder":
+                self._read_input(node)
+            elif node.op == "call_function" and _returns_tensors(node):
+                self._read_op(node)
+        outputs = self._outputs()
+        users = self._users()
+        nodes = tuple(d.to_node(tuple(users[d.name]), d.name in outputs) for d in self.drafts)
+        graph = Graph(
+            model=model_name,
+            nodes=nodes,
+            inputs=tuple(self.inputs),
+            outputs=tuple(outputs),
+            ties=tuple(self.ties),
+        )
+        return graph, {name: node.name for node, name in self.names.items()}
+
+    def _read_input(self, node: fx.Node) -> None:
         val = node.meta.get("val")
-        tensor_inputs = [a for a in node.all_input_nodes if a in names]
-        if not (_is_tensor_meta(val) or _is_tensor_list(val)):
-            # Symbolic sizes and other Python values are recomputed where they are needed.
-            continue
+        if not isinstance(val, torch.Tensor):
+            raise CaptureError(f"model input {node.name!r} is not a tensor")
+        name = self._name(node, node.name)
+        self.inputs.append(name)
+        values = [(self.shapes.shape(val), val.dtype)]
+        self.drafts.append(_Draft(name, "input", "input", values, False, 0, 0, 0, ()))
+
+    def _read_op(self, node: fx.Node) -> None:
+        val = node.meta["val"]
         packet = _packet(node)
-        path, leaf = _module_path(node)
-        if packet == "getitem":
-            parent = node.args[0]
-            base = f"{names[parent]}[{node.args[1]}]" if isinstance(parent, fx.Node) else packet
-        elif leaf and path:
-            # A leaf module's op is named after the module; a second call of the same
-            # module (one ReLU reused in a block) gets a numbered name.
-            base = path
-            used_module_call.add(path)
-        else:
-            base = f"{path}.{packet}" if path else packet
-        names[node] = unique(base)
-
-        def arg_shape(a: object) -> tuple[int, ...] | None:
-            if isinstance(a, fx.Node):
-                v = a.meta.get("val")
-                if isinstance(v, torch.Tensor):
-                    return shapes.shape(v)
-            return None
-
-        def arg_value(a: object) -> object:
-            if isinstance(a, fx.Node):
-                return arg_shape(a)
-            if isinstance(a, (list, tuple)):
-                return type(a)(arg_value(x) for x in a)
-            if isinstance(a, torch.SymInt):
-                return shapes.dim(a)
-            return a
-
-        in_shapes = [arg_shape(a) for a in node.args]
-        arg_values = [arg_value(a) for a in node.args]
-        if _is_tensor_meta(val):
-            out_shape = shapes.shape(val)
-            dtype = val.dtype
-            out_elems = [(out_shape, dtype)]
-        else:
-            out_shape = ()
-            dtype = None
-            out_elems = [(shapes.shape(v), v.dtype) for v in val]
-        flop_shape = out_shape if dtype is not None else out_elems[0][0]
-        op_shapes = ops.OpShapes(inputs=in_shapes, output=flop_shape, args=arg_values)
-        flops = ops.count_flops(packet, op_shapes)
-        if dtype is None:
-            flops *= len(out_elems)
-        in_bytes = 0
-        for a in tensor_inputs:
-            v = a.meta.get("val")
-            if isinstance(v, torch.Tensor):
-                in_bytes += _nbytes(shapes.shape(v), v.dtype)
-        param_bytes = sum(params.get(a, 0) for a in node.all_input_nodes)
-        records.append(
-            dict(
-                fx=node,
-                name=names[node],
+        tensor_inputs = [a for a in node.all_input_nodes if a in self.names]
+        name = self._name(node, self._base_name(node, packet))
+        in_shapes = [self._arg_shape(a) for a in node.args]
+        arg_values = [self._arg_value(a) for a in node.args]
+        is_tuple = not isinstance(val, torch.Tensor)
+        values = [(self.shapes.shape(v), v.dtype) for v in (val if is_tuple else [val])]
+        # The FLOP rules see one output shape; an op returning k tensors costs k times that.
+        op_shapes = ops.OpShapes(inputs=in_shapes, output=values[0][0], args=arg_values)
+        flops = ops.count_flops(packet, op_shapes) * len(values)
+        self.drafts.append(
+            _Draft(
+                name=name,
                 op=packet,
                 op_class=ops.classify(packet, in_shapes, arg_values),
-                shape=out_shape,
-                dtype=dtype,
-                out_elems=out_elems,
+                values=values,
+                is_tuple=is_tuple,
                 flops=flops,
-                param_bytes=param_bytes,
-                in_bytes=in_bytes,
-                inputs=tuple(dict.fromkeys(names[a] for a in tensor_inputs)),
+                param_bytes=sum(self.param_bytes.get(a, 0) for a in node.all_input_nodes),
+                in_bytes=sum(self._tensor_bytes(a) for a in tensor_inputs),
+                inputs=tuple(dict.fromkeys(self.names[a] for a in tensor_inputs)),
             )
         )
-        if packet == "getitem" and isinstance(node.args[0], fx.Node) and node.args[0] in names:
-            ties.append((names[node.args[0]], names[node]))
+        if packet == "getitem" and isinstance(node.args[0], fx.Node) and node.args[0] in self.names:
+            # The getitem and the tuple it picks from must sit on the same side.
+            self.ties.append((self.names[node.args[0]], name))
 
-    users: dict[str, list[str]] = {r["name"]: [] for r in records}
-    for r in records:
-        for p in r["inputs"]:
-            users[p].append(r["name"])
-
-    output_node = next(n for n in module.graph.nodes if n.op == "output")
-    outputs: list[str] = []
-    for a in torch.fx.node.map_arg(output_node.args, lambda n: n).__iter__():
-        _collect_outputs(a, names, outputs)
-    if not outputs:
-        raise CaptureError("the model returns no tensor")
-    out_set = set(outputs)
-
-    nodes = []
-    for r in records:
-        if r["dtype"] is None:
-            out_bytes = sum(_nbytes(s, d) for s, d in r["out_elems"])
-            dtype_name = "tuple"
-        else:
-            out_bytes = _nbytes(r["shape"], r["dtype"])
-            dtype_name = str(r["dtype"]).removeprefix("torch.")
-        nodes.append(
-            Node(
-                name=r["name"],
-                op=r["op"],
-                op_class=r["op_class"],
-                shape=tuple(r["shape"]),
-                dtype=dtype_name,
-                out_bytes=out_bytes,
-                flops=int(r["flops"]),
-                param_bytes=int(r["param_bytes"]),
-                in_bytes=int(r["in_bytes"]),
-                inputs=r["inputs"],
-                users=tuple(users[r["name"]]),
-                is_output=r["name"] in out_set,
+    def _base_name(self, node: fx.Node, packet: str) -> str:
+        """A readable name: ``op[i]`` for a getitem, the module path for a leaf module's
+        op, else the path plus the op (``layer1.0.add``)."""
+        if packet == "getitem":
+            parent = node.args[0]
+            return (
+                f"{self.names[parent]}[{node.args[1]}]" if isinstance(parent, fx.Node) else packet
             )
-        )
-    graph = Graph(
-        model=model_name,
-        nodes=tuple(nodes),
-        inputs=tuple(inputs),
-        outputs=tuple(outputs),
-        ties=tuple(ties),
-    )
-    fx_names = {names[n]: n.name for n in names}
-    return graph, fx_names
+        path, leaf = _module_path(node)
+        if leaf and path:
+            return path
+        return f"{path}.{packet}" if path else packet
+
+    def _name(self, node: fx.Node, base: str) -> str:
+        """``base``, numbered if taken (a second call of one ReLU module is ``relu_1``)."""
+        name, i = base, 1
+        while name in self.taken:
+            name = f"{base}_{i}"
+            i += 1
+        self.taken.add(name)
+        self.names[node] = name
+        return name
+
+    def _arg_shape(self, arg: object) -> tuple[int, ...] | None:
+        """The per-frame shape of a tensor argument; None for anything else."""
+        if isinstance(arg, fx.Node):
+            val = arg.meta.get("val")
+            if isinstance(val, torch.Tensor):
+                return self.shapes.shape(val)
+        return None
+
+    def _arg_value(self, arg: object) -> object:
+        """An argument as the FLOP rules read it: tensors as shapes, sizes as ints."""
+        if isinstance(arg, fx.Node):
+            return self._arg_shape(arg)
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(self._arg_value(a) for a in arg)
+        if isinstance(arg, torch.SymInt):
+            return self.shapes.dim(arg)
+        return arg
+
+    def _tensor_bytes(self, node: fx.Node) -> int:
+        val = node.meta.get("val")
+        return _nbytes(self.shapes.shape(val), val.dtype) if isinstance(val, torch.Tensor) else 0
+
+    def _outputs(self) -> list[str]:
+        output = next(n for n in self.module.graph.nodes if n.op == "output")
+        outputs: list[str] = []
+        _collect_outputs(output.args, self.names, outputs)
+        if not outputs:
+            raise CaptureError("the model returns no tensor")
+        return outputs
+
+    def _users(self) -> dict[str, list[str]]:
+        users: dict[str, list[str]] = {d.name: [] for d in self.drafts}
+        for d in self.drafts:
+            for p in d.inputs:
+                users[p].append(d.name)
+        return users
 
 
 def _collect_outputs(arg: object, names: dict[fx.Node, str], out: list[str]) -> None:
