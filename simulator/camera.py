@@ -36,8 +36,9 @@ from simulator.queues import lindley_rows, lindley_rows_limited, stable_sort
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-_PERIODIC = 0
-_POISSON = 1
+# Arrival processes, as capture_times takes them.
+PERIODIC = 0
+POISSON = 1
 
 
 class FrameBatch(NamedTuple):
@@ -77,7 +78,7 @@ class FrameBatch(NamedTuple):
 
 
 @njit(cache=True)
-def _arrivals(
+def capture_times(
     kind: int,
     next_k: IntArray,
     next_t: FloatArray,
@@ -118,7 +119,7 @@ def _arrivals(
             k[m] = kc
             m += 1
             kc += 1
-            if kind == _PERIODIC:
+            if kind == PERIODIC:
                 tc = start_s[c] + kc * period
             else:
                 tc += -np.log(streams.uniform(k0, k1, kc, cam_index[c], tag)) * period
@@ -170,9 +171,9 @@ class CameraBlock:
         self.start_s = group.jitter_s * (
             1.0 - streams.uniforms(seed, gi, streams.START, self.cam_index)
         )
-        self.kind = _PERIODIC if group.arrival == "periodic" else _POISSON
+        self.kind = PERIODIC if group.arrival == "periodic" else POISSON
         self.next_k = np.zeros(n, dtype=np.int64)
-        if self.kind == _PERIODIC:
+        if self.kind == PERIODIC:
             self.next_t = self.start_s.copy()
         else:
             u0 = streams.uniforms(seed, gi, streams.ARRIVAL, self.cam_index, 0)
@@ -238,7 +239,7 @@ class CameraBlock:
     def step(self, t_end: float) -> tuple[FrameBatch, int]:
         """Simulate frames captured before ``t_end``; returns the frames for the cloud."""
         group, plan, stats = self.group, self.plan, self.stats
-        row_ptr, t, k = _arrivals(
+        row_ptr, t, k = capture_times(
             self.kind,
             self.next_k,
             self.next_t,

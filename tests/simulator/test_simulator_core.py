@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from simulator import streams
-from simulator.camera import CameraShard, FrameBatch, _arrivals
+from simulator.camera import PERIODIC, POISSON, CameraShard, FrameBatch, capture_times
 from simulator.fleet import compile_scenario
 from simulator.scenario import scenario_from_dict
 from simulator.site import merge_batches
@@ -26,21 +26,21 @@ def test_periodic_and_poisson_arrivals_do_not_depend_on_windows() -> None:
     tag = np.int64(streams.stream_tag(2, streams.ARRIVAL))
     cams = np.arange(4, dtype=np.int64)
     start = np.array([0.0, 0.05, 0.1, 0.19])
-    for kind, rate in ((0, 5.0), (1, 5.0)):
+    for kind, rate in ((PERIODIC, 5.0), (POISSON, 5.0)):
         one = []
         for edges in ([10.0], [1.3, 2.0, 7.77, 10.0]):
             k = np.zeros(4, dtype=np.int64)
-            t = start.copy() if kind == 0 else start + 0.1
+            t = start.copy() if kind == PERIODIC else start + 0.1
             frames: list[list[tuple[float, int]]] = [[] for _ in range(4)]
             for t_end in edges:
-                ptr, times, index = _arrivals(kind, k, t, start, rate, *key, tag, cams, t_end)
+                ptr, times, index = capture_times(kind, k, t, start, rate, *key, tag, cams, t_end)
                 for c in range(4):
                     frames[c] += list(
                         zip(times[ptr[c] : ptr[c + 1]], index[ptr[c] : ptr[c + 1]], strict=True)
                     )
             one.append(frames)
         assert one[0] == one[1]
-        if kind == 0:  # exactly start + k / rate
+        if kind == PERIODIC:  # exactly start + k / rate
             for c in range(4):
                 assert [t for t, _ in one[0][c]] == [
                     start[c] + i * 0.2 for i in range(len(one[0][c]))
