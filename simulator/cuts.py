@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from partitioner.solve.plan import resolve_node
+
 FloatArray = NDArray[np.float64]
 
 
@@ -46,6 +48,8 @@ class CutOption:
 
 @functools.lru_cache(maxsize=16)
 def _captured(model: str, input_shape: tuple[int, ...] | None) -> tuple[Any, Any]:
+    # Capturing needs torch, which the shards and sites (they import this module through
+    # fleet.py) must never load: imported on first use, when a scenario is compiled.
     from partitioner.model.capture import capture
     from partitioner.model.spec import load_model
 
@@ -91,7 +95,7 @@ class GroupModel:
         edge_dtype: str | None = None,
         cloud_dtype: str | None = None,
     ) -> GroupModel:
-        from partitioner.planner import Planner
+        from partitioner.planner import Planner  # imports torch: only when compiling
 
         loaded, captured = _captured(model, input_shape)
         planner = Planner.for_captured(
@@ -118,8 +122,6 @@ class GroupModel:
         return frozenset(self.graph.close(()))
 
     def cut_after(self, node: str) -> frozenset[str]:
-        from partitioner.solve.plan import resolve_node
-
         return frozenset(self.graph.close([resolve_node(self.graph, node)]))
 
     def best_cut(self, bandwidth_mbps: float, objective: str = "latency") -> frozenset[str]:

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from partitioner.errors import ConfigError, EdgecutError
+from partitioner.pricing.network import NETWORKS
 from simulator.cuts import CutOption, GroupModel
 from simulator.links import LinkPlan, compile_link
 from simulator.policies import POLICIES, CompiledPolicy
@@ -118,8 +119,6 @@ def _window_edges(scenario: Scenario, frames_per_s: float) -> NDArray[np.float64
 
 
 def network_profile(group: GroupConfig, link: LinkPlan) -> Any:
-    from partitioner.pricing.network import NETWORKS
-
     profile = NETWORKS.get(group.network.profile_name())
     return profile.with_bandwidth(link.nominal_mbps).with_rtt(link.rtt_s * 1e3)
 

@@ -17,6 +17,12 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from partitioner.pricing.network import (
+    NETWORKS,
+    read_mahimahi_timestamps,
+    read_pairs,
+    read_trace_file,
+)
 from simulator import streams
 from simulator.scenario import NetworkConfig
 from simulator.uplink import CapacityCurve
@@ -29,8 +35,6 @@ IntArray = NDArray[np.int64]
 def load_curve(spec: str) -> tuple[str, CapacityCurve]:
     """A trace (packaged name or file) as a capacity curve: Mahimahi opportunities as
     impulses (the byte-exact model), ``[seconds, Mbit/s]`` pairs as piecewise rates."""
-    from partitioner.pricing.network import read_mahimahi_timestamps, read_pairs, read_trace_file
-
     trace = read_trace_file(spec)
     if trace.is_mahimahi:
         stamps = read_mahimahi_timestamps(trace.text, trace.name)
@@ -105,8 +109,6 @@ class LinkPlan:
 
 def compile_link(config: NetworkConfig, output_bytes: int) -> LinkPlan:
     """The group's :class:`LinkPlan`; ``output_bytes`` is what comes back per frame."""
-    from partitioner.pricing.network import NETWORKS
-
     profile = NETWORKS.get(config.profile_name())
     rtt_ms = config.rtt_ms if config.rtt_ms is not None else profile.rtt_ms
     back_s = rtt_ms / 2e3

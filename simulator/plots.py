@@ -14,6 +14,7 @@ from simulator.metrics import cdf_points
 
 
 def _pyplot() -> Any:
+    # On first use: only runs that draw pay matplotlib's import (~0.7 s).
     import matplotlib
 
     matplotlib.use("Agg")

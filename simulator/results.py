@@ -8,6 +8,7 @@ energy, cloud utilisation and queue timelines, per group and overall.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from numpy.typing import NDArray
 from simulator.camera import ShardResult
 from simulator.fleet import FleetPlan
 from simulator.metrics import CameraStats, percentiles
+from simulator.plots import plot_latency_cdf, plot_timeline
 from simulator.site import SiteResult
 
 FloatArray = NDArray[np.float64]
@@ -210,8 +212,7 @@ class SimResult:
 
     def write(self, out_dir: str | Path, *, plots: bool = True) -> list[Path]:
         """summary.json, cameras.csv, cameras.parquet and (``plots``) PNGs in ``out_dir``."""
-        import json
-
+        # On first use: only runs that write tables pay pyarrow's import (~0.25 s).
         import pyarrow as pa
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
@@ -230,8 +231,6 @@ class SimResult:
         pacsv.write_csv(table, out / "cameras.csv")
         written += [out / "cameras.parquet", out / "cameras.csv"]
         if plots:
-            from simulator.plots import plot_latency_cdf, plot_timeline
-
             label = {g.index: f"{g.name} ({g.policy.name})" for g in self.plan.groups}
             curves = {label[g]: self.group_samples(g) for g in sorted(label)}
             if len(curves) > 1:

@@ -20,7 +20,8 @@ import numpy as np
 
 from partitioner.errors import ConfigError, EdgecutError
 from simulator.cuts import GroupModel
-from simulator.fleet import FleetPlan, compile_scenario
+from simulator.engine import simulate
+from simulator.fleet import FleetPlan, compile_scenario, network_profile
 from simulator.results import finite_json
 from simulator.scenario import NetworkConfig, Scenario
 
@@ -39,8 +40,6 @@ def metric_value(summary: dict[str, Any], metric: str) -> float:
 
 def run_cell(plan: FleetPlan) -> dict[str, Any]:
     """One cell, simulated in this process; the summary without per-site timelines."""
-    from simulator.engine import simulate
-
     summary = simulate(plan).to_json()
     for site in summary["sites"].values():
         site.pop("timeline", None)
@@ -155,8 +154,6 @@ def _at_bandwidth(network: NetworkConfig, mbps: float, rtt_s: float) -> NetworkC
 
 def _group_model(scenario: Scenario, plan: FleetPlan, bandwidth_mbps: float | None) -> GroupModel:
     """The first group's model priced as the planner sees it (at ``bandwidth_mbps``)."""
-    from simulator.fleet import network_profile
-
     specs = {(g.model, g.input_shape) for g in scenario.fleet}
     if len(specs) != 1:
         raise ConfigError(
