@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from edgecut.output import print_json
-    from partitioner.compress import METHODS, load_config
+    from partitioner.compress import METHODS as REGISTRY  # not to shadow --help's METHODS
+    from partitioner.compress import CompressConfig, load_config
     from partitioner.compress.compressor import compress
-    from partitioner.compress.config import CompressConfig
     from partitioner.errors import EdgecutError
     from partitioner.model.spec import parse_input_shape
     from partitioner.planner import Planner
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             f"expected --method {METHODS} (or method: in --config, or a plan from "
             "`edgecut plan --compress`); got none"
         )
-    METHODS.get(method)
+    REGISTRY.get(method)
     codec = args.codec or config.codec or chosen.get("codec")
     config = CompressConfig(
         method=method,
