@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from simulator.links import load_curve
 from simulator.queues import BatchingServers, fifo_departures, lindley_rows, stable_sort
-from simulator.uplink import CapacityCurve, fluid_fifo_departures
+from simulator.uplink import fluid_fifo_departures
 
 FPS = 5.0
 DEFAULT_TRACE = Path("/work/shared/traces/ATT-LTE-driving.up")
@@ -111,7 +112,7 @@ def bench_uplink(rng: np.random.Generator, cams: int, per_cam: int, trace: Path)
     if not trace.is_file():
         print(f"fluid link skipped: no trace at {trace}")
         return
-    curve = CapacityCurve.from_mahimahi_file(trace)
+    _, curve = load_curve(str(trace))  # as the simulator reads it: impulses
     arrivals_s = camera_arrivals(rng, cams, per_cam)
     bits = rng.uniform(0.2, 1.8, (cams, per_cam)) * 0.6 * curve.mean_rate_bps / FPS
     offset_s = rng.uniform(0, curve.period_s, cams)

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from partitioner.pricing.network import MAHIMAHI_PACKET_BYTES
 from simulator.queues import fifo_departures
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-MAHIMAHI_PACKET_BYTES = 1500  # one delivery opportunity of a Mahimahi trace line
 _CHUNK = 1 << 15  # elements per chunk of a lookup: temporaries stay in cache
 # A frame is complete when fewer than this many bits remain (plus a relative part for huge
 # cumulative counts): far below one byte, far above float64 rounding of bit counts. Without
@@ -178,33 +177,6 @@ class CapacityCurve:
         return cls(t, bits)
 
     @classmethod
-    def from_mbps_pairs(cls, pairs: ArrayLike, *, end_s: float | None = None) -> CapacityCurve:
-        """Trace of ``[seconds, Mbit/s]`` rows: each rate holds until the next row's time.
-
-        The last rate holds until ``end_s`` (default: one more sampling interval, the
-        previous row spacing); then the trace repeats, shifted so its first row is t = 0.
-        """
-        p = np.asarray(pairs, dtype=np.float64)
-        if p.ndim != 2 or p.shape[1] != 2 or p.shape[0] < 1:
-            raise ValueError(f"pairs must have shape (n, 2), got {p.shape}")
-        times = p[:, 0]
-        if end_s is None:
-            if times.size < 2:
-                raise ValueError("a single [seconds, Mbit/s] row needs end_s")
-            end_s = float(times[-1] + (times[-1] - times[-2]))
-        return cls.from_rates(np.append(times, end_s), p[:, 1] * 1e6)
-
-    @classmethod
-    def from_mbps_file(cls, path: str | Path, *, end_s: float | None = None) -> CapacityCurve:
-        """Read ``[seconds, Mbit/s]`` rows (whitespace or comma separated, ``#`` comments)."""
-        rows = []
-        for line in Path(path).read_text().splitlines():
-            line = line.split("#", 1)[0].replace(",", " ").strip()
-            if line:
-                rows.append([float(v) for v in line.split()[:2]])
-        return cls.from_mbps_pairs(np.array(rows), end_s=end_s)
-
-    @classmethod
     def from_mahimahi(
         cls,
         timestamps_ms: ArrayLike,
@@ -257,25 +229,6 @@ class CapacityCurve:
             knot_ms = np.concatenate(([0], np.flatnonzero(np.diff(count)) + 1, [period_ms]))
             return cls(knot_ms / 1000.0, level[knot_ms])
         raise ValueError(f"model must be 'impulse' or 'per_ms', got {model!r}")
-
-    @classmethod
-    def from_mahimahi_file(
-        cls,
-        path: str | Path,
-        *,
-        packet_bytes: int = MAHIMAHI_PACKET_BYTES,
-        model: Literal["impulse", "per_ms"] = "impulse",
-    ) -> CapacityCurve:
-        """Read a Mahimahi trace file (one integer millisecond per line)."""
-        text = Path(path).read_text()
-        return cls.from_mahimahi(
-            np.array(text.split(), dtype=np.int64), packet_bytes=packet_bytes, model=model
-        )
-
-    @classmethod
-    def constant(cls, rate_bps: float, period_s: float = 1.0) -> CapacityCurve:
-        """A link of fixed rate (the period only matters for bookkeeping)."""
-        return cls.from_rates([0.0, period_s], [rate_bps])
 
     # ---------------------------------------------------------------- properties
 

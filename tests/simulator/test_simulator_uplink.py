@@ -203,10 +203,9 @@ def test_bucket_search_equals_searchsorted(values: list[float], queries: list[fl
 
 
 def test_constructors() -> None:
-    pairs = CapacityCurve.from_mbps_pairs([[10.0, 1.0], [11.0, 0.0], [12.0, 2.0]])
-    assert pairs.period_s == 3.0  # the last rate lasts one more sampling interval
-    assert pairs.period_bits == 3e6
-    assert CapacityCurve.constant(5e6).mean_rate_bps == 5e6
+    rates = CapacityCurve.from_rates([10.0, 11.0, 12.0, 13.0], [1e6, 0.0, 2e6])
+    assert rates.period_s == 3.0  # shifted to start at 0
+    assert rates.period_bits == 3e6 and rates.mean_rate_bps == 1e6
     per_ms = CapacityCurve.from_mahimahi([1, 1, 3], model="per_ms")
     # ms 1 carries two packets over [0, 1) ms, ms 3 one over [2, 3) ms.
     np.testing.assert_allclose(
@@ -219,16 +218,6 @@ def test_constructors() -> None:
         CapacityCurve.from_rates([0.0, 0.0], [1.0])
     with pytest.raises(ValueError, match="positive"):
         CapacityCurve.from_rates([0.0, 1.0], [0.0])
-    with pytest.raises(ValueError, match="end_s"):
-        CapacityCurve.from_mbps_pairs([[0.0, 1.0]])
-
-
-def test_mbps_file(tmp_path: Path) -> None:
-    path = tmp_path / "trace.txt"
-    path.write_text("# seconds Mbit/s\n0, 2.0\n1 4.0\n\n2 0.5 # last\n")
-    curve = CapacityCurve.from_mbps_file(path)
-    assert curve.period_s == 3.0
-    assert curve.period_bits == pytest.approx(6.5e6)
 
 
 # ------------------------------------------------------------------------- fluid link
@@ -238,7 +227,7 @@ def test_constant_link_is_fifo_with_bits_over_rate() -> None:
     rng = np.random.default_rng(1)
     arrivals = np.cumsum(rng.exponential(0.2, (4, 2000)), axis=1)
     bits = rng.uniform(1e4, 3e5, (4, 2000))
-    got = fluid_fifo_departures(CapacityCurve.constant(2e6, period_s=0.7), arrivals, bits)
+    got = fluid_fifo_departures(CapacityCurve.from_rates([0.0, 0.7], [2e6]), arrivals, bits)
     np.testing.assert_allclose(got, fifo_departures(arrivals, bits / 2e6), rtol=0, atol=1e-10)
 
 
