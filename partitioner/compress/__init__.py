@@ -10,16 +10,19 @@ that produces the same crossing tensors, so the tail and the cloud stay as they 
 * ``distill``: a narrow depthwise-separable student trained against the head;
 * ``mixed``: a pipeline of these, e.g. prune -> distill -> int8.
 
+Methods are registered in :data:`~partitioner.compress.registry.METHODS`; configs
+are read by :func:`~partitioner.compress.loader.load_config`.
 :func:`~partitioner.compress.compressor.compress` writes the compressed split
 artifact and a :class:`~partitioner.compress.compressor.CompressionReport`;
 :func:`~partitioner.compress.search.search` chooses cut x method x codec under an
 accuracy budget. The feature codecs themselves live in :mod:`partitioner.codecs`.
 """
 
-# The built-in methods register themselves on import.
+# The built-in methods register themselves on import; the loader resolves names in METHODS.
 from partitioner.compress import distill, lowrank, pipeline, prune, quantize  # noqa: F401
-from partitioner.compress.config import CompressConfig, config_from_dict, load_config
-from partitioner.compress.registry import METHODS, Method
+from partitioner.compress.config import CompressConfig
+from partitioner.compress.loader import config_from_dict, load_config
+from partitioner.compress.registry import METHODS, Method, method_config
 
 __all__ = [
     "METHODS",
@@ -27,4 +30,5 @@ __all__ = [
     "Method",
     "config_from_dict",
     "load_config",
+    "method_config",
 ]

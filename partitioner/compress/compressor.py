@@ -28,7 +28,7 @@ from partitioner.compress.config import CompressConfig
 from partitioner.compress.data import CompressionData, resolve_data
 from partitioner.compress.head import Context, Head, Progress, frozen
 from partitioner.compress.modules import modularize
-from partitioner.compress.registry import METHODS
+from partitioner.compress.registry import METHODS, method_config
 from partitioner.deploy.artifact import (
     MANIFEST,
     SplitArtifact,
@@ -126,7 +126,7 @@ def run_method(method_name: str, config: CompressConfig, head: Head, ctx: Contex
     method = METHODS.get(method_name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return method.apply(head, ctx, config.for_method(method_name))
+        return method.apply(head, ctx, method_config(config, method_name))
 
 
 def _check_baseline(baseline: Path, plan: Plan) -> None:

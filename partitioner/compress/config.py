@@ -1,4 +1,4 @@
-"""Compression configs: frozen dataclasses validated on construction, loaded from YAML.
+"""Compression configs: frozen dataclasses, each field validated on construction.
 
 A config file holds the settings every method shares and one section per method::
 
@@ -12,20 +12,23 @@ A config file holds the settings every method shares and one section per method:
     mixed:
       steps: [{prune: {ratio: 0.5}}, {distill: {student: self}}, int8]
 
-Every value is checked where it enters; an error names the file and the field,
-what was expected and what arrived. ``edgecut plan --compress auto`` reads the same
-file: each method it tries runs with its section.
+:mod:`partitioner.compress.loader` reads such a file into these classes. A bad
+value raises a :class:`FieldError` naming the class and field, which the loader
+turns into an error naming the file and section. Codec names are checked here
+(:mod:`partitioner.codecs` sits below); method names are not, because the methods
+are built on these classes: they are resolved where the method registry is known,
+by the loader, the ``mixed`` method's :func:`~partitioner.compress.pipeline.check_steps`
+and :func:`~partitioner.compress.registry.method_config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
+from partitioner.codecs import CODECS
 from partitioner.errors import ConfigError, EdgecutError, did_you_mean
 
 
@@ -236,31 +239,20 @@ def _default_steps() -> tuple[Step, ...]:
 
 @dataclass(frozen=True)
 class MixedConfig:
-    """Several methods in order, e.g. prune -> distill (into the pruned head) -> int8."""
+    """Several methods in order, e.g. prune -> distill (into the pruned head) -> int8.
+
+    Which names may follow which is the ``mixed`` method's rule, checked with the
+    registry by :func:`~partitioner.compress.pipeline.check_steps`.
+    """
 
     steps: tuple[Step, ...] = field(default_factory=_default_steps)
 
     def __post_init__(self) -> None:
-        from partitioner.compress.registry import METHODS
-
         if not isinstance(self.steps, tuple) or not self.steps:
             raise FieldError("MixedConfig", "steps", "a non-empty list of methods", self.steps)
         for i, step in enumerate(self.steps):
-            if step.method == "mixed":
-                raise FieldError("MixedConfig", f"steps[{i}]", "a method other than mixed", "mixed")
-            _named(step, "method", METHODS.get)
-            method = METHODS.get(step.method)
-            if method.terminal and i != len(self.steps) - 1:
-                raise FieldError(
-                    "MixedConfig",
-                    f"steps[{i}]",
-                    f"{step.method} last (its int8 graph cannot be compressed further)",
-                    step.method,
-                )
-            if not isinstance(step.config, method.config_type):
-                raise FieldError(
-                    "MixedConfig", f"steps[{i}]", method.config_type.__name__, step.config
-                )
+            if not isinstance(step, Step):
+                raise FieldError("MixedConfig", f"steps[{i}]", "a Step(method, config)", step)
 
 
 @dataclass(frozen=True)
@@ -277,11 +269,8 @@ class CompressConfig:
     sections: Mapping[str, Any] = field(default_factory=dict)  # method name -> its config
 
     def __post_init__(self) -> None:
-        from partitioner.codecs import CODECS
-        from partitioner.compress.registry import METHODS
-
-        if self.method is not None:
-            _named(self, "method", METHODS.get)
+        # ``method`` and the section names are resolved by the loader and by
+        # method_config: the methods that define them are built on this module.
         _int(self, "seed", 0)
         if self.codec is not None:
             if not isinstance(self.codec, str):
@@ -294,138 +283,7 @@ class CompressConfig:
         _int(self, "train_samples", 1, optional=True)
         _int(self, "eval_samples", 1, optional=True)
         _int(self, "timing_repeats", 1)
-        for name, section in self.sections.items():
-            expected = METHODS.get(name).config_type
-            if not isinstance(section, expected):
-                raise FieldError("CompressConfig", name, expected.__name__, section)
-
-    def for_method(self, name: str) -> Any:
-        """The config of method ``name``: its section, else the method's defaults."""
-        from partitioner.compress.registry import METHODS
-
-        method = METHODS.get(name)
-        return self.sections.get(name) or method.config_type()
-
-    def with_method(self, name: str | None) -> CompressConfig:
-        return dataclasses.replace(self, method=name)
-
-
-# -- loading -------------------------------------------------------------------------------
-
-
-def _nested_type(cls: type, name: str) -> type | None:
-    if name == "train" and cls in (PruneConfig, LowRankConfig, DistillConfig):
-        return TrainConfig
-    return None
-
-
-def build(cls: type, data: object, where: str) -> Any:
-    """``cls(**data)`` for a mapping read from YAML, with errors that say where."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of fields, got {_describe(data)}")
-    known = [f.name for f in fields(cls) if f.init]
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ConfigError(
-                f"{where}: unknown field {key!r}: expected one of {', '.join(known)}"
-                f"{did_you_mean(str(key), known)}"
+        if not isinstance(self.sections, Mapping):
+            raise FieldError(
+                "CompressConfig", "sections", "a mapping of method name -> config", self.sections
             )
-        nested = _nested_type(cls, key)
-        if nested is not None:
-            value = build(nested, value, f"{where}.{key}")
-        elif cls is MixedConfig and key == "steps":
-            value = _steps(value, f"{where}.steps")
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except FieldError as exc:
-        raise ConfigError(f"{where}.{exc.name}: {exc.detail}") from None
-    except TypeError as exc:  # a value of a type no check anticipated
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _steps(data: object, where: str) -> tuple[Step, ...]:
-    from partitioner.compress.registry import METHODS
-
-    if not isinstance(data, list) or not data:
-        raise ConfigError(
-            f"{where}: expected a non-empty list such as [{{prune: {{ratio: 0.5}}}}, int8], "
-            f"got {_describe(data)}"
-        )
-    steps = []
-    body: object
-    for i, item in enumerate(data):
-        if isinstance(item, str):
-            name, body = item, {}
-        elif isinstance(item, Mapping) and len(item) == 1:
-            ((name, body),) = item.items()
-        else:
-            raise ConfigError(
-                f"{where}[{i}]: expected a method name or {{method: {{fields}}}}, got "
-                f"{_describe(item)}"
-            )
-        try:
-            method = METHODS.get(str(name))
-        except EdgecutError as exc:
-            raise ConfigError(f"{where}[{i}]: {exc}") from None
-        steps.append(Step(method.name, build(method.config_type, body, f"{where}[{i}].{name}")))
-    return tuple(steps)
-
-
-def _describe(value: object) -> str:
-    return f"{type(value).__name__} {value!r}"[:120]
-
-
-def config_from_dict(data: object, source: str = "config") -> CompressConfig:
-    """A :class:`CompressConfig` from a parsed YAML document; errors name ``source``."""
-    from partitioner.compress.registry import METHODS
-
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {_describe(data)}")
-    method_names = [m.name for m in METHODS.list()]
-    common = {f.name for f in fields(CompressConfig)} - {"sections"}
-    sections: dict[str, Any] = {}
-    top: dict[str, Any] = {}
-    for key, value in data.items():
-        key = str(key)
-        if key in method_names:
-            sections[key] = build(METHODS.get(key).config_type, value, f"{source}: {key}")
-        elif key in common:
-            top[key] = value
-        else:
-            known = sorted(common | set(method_names))
-            raise ConfigError(
-                f"{source}: unknown field {key!r}: expected one of {', '.join(known)}"
-                f"{did_you_mean(key, known)}"
-            )
-    try:
-        return CompressConfig(**top, sections=sections)
-    except FieldError as exc:
-        raise ConfigError(f"{source}: {exc.name}: {exc.detail}") from None
-
-
-def load_config(path: str | Path) -> CompressConfig:
-    """Read a YAML compression config (``yaml.safe_load``, nothing cleverer)."""
-    import yaml
-
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"--config {p}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"--config {p}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return config_from_dict(data, str(p))

@@ -32,7 +32,7 @@ from partitioner.compress.compressor import make_context, run_method, start_head
 from partitioner.compress.config import CompressConfig
 from partitioner.compress.data import CompressionData, resolve_data
 from partitioner.compress.head import Context, Head, as_tuple
-from partitioner.compress.registry import METHODS
+from partitioner.compress.registry import METHODS, method_config
 from partitioner.deploy.runtimes import PT2E_INT8
 from partitioner.deploy.split import Halves, split_module
 from partitioner.errors import EdgecutError
@@ -234,7 +234,7 @@ def search(
             else:
                 try:
                     head = METHODS.get(method).structure(
-                        start_head(halves), ctx, config.for_method(method)
+                        start_head(halves), ctx, method_config(config, method)
                     )
                     if head.runtime == PT2E_INT8 and not int8_ok:
                         raise EdgecutError(f"{cost.edge.name} has no int8 compute")
@@ -319,11 +319,11 @@ def search(
 def _structure_may_change(method: str, config: CompressConfig) -> bool:
     """Whether training decides the structure (then the untrained price is a lower bound)."""
     if method == "lowrank":
-        return config.for_method("lowrank").accuracy_budget is not None
+        return method_config(config, "lowrank").accuracy_budget is not None
     if method == "mixed":
         return any(
             s.method == "lowrank" and s.config.accuracy_budget is not None
-            for s in config.for_method("mixed").steps
+            for s in method_config(config, "mixed").steps
         )
     return False
 

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from partitioner.compress import METHODS, config_from_dict, load_config
-from partitioner.compress.config import MixedConfig, PruneConfig, TrainConfig
+from partitioner.compress import METHODS, CompressConfig, config_from_dict, load_config
+from partitioner.compress.config import Int8Config, MixedConfig, PruneConfig, Step, TrainConfig
+from partitioner.compress.pipeline import check_steps
+from partitioner.compress.registry import method_config
 from partitioner.errors import ConfigError, EdgecutError
 
 
-def test_every_registered_method_has_a_default_config() -> None:
-    names = [m.name for m in METHODS.list()]
-    assert names == ["distill", "int8", "lowrank", "mixed", "prune"]
-    for method in METHODS.list():
-        assert isinstance(method.config_type(), method.config_type)
+def test_the_built_in_methods_are_registered() -> None:
+    assert METHODS.names() == ["distill", "int8", "lowrank", "mixed", "prune"]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_config_is_frozen_and_its_empty_section_is_its_defaults(name) -> None:
+    default = METHODS.get(name).config_type()
+    assert dataclasses.is_dataclass(default)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(default, dataclasses.fields(default)[0].name, None)
+    # an empty YAML section, and no section at all, both run the method with its defaults
+    assert config_from_dict({name: None}).sections[name] == default
+    assert method_config(CompressConfig(), name) == default
 
 
 def test_yaml_file_round_trip(tmp_path) -> None:
@@ -24,10 +36,10 @@ def test_yaml_file_round_trip(tmp_path) -> None:
     )
     config = load_config(path)
     assert config.method == "prune" and config.seed == 3 and config.codec == "int8+zstd"
-    prune = config.for_method("prune")
+    prune = method_config(config, "prune")
     assert prune == PruneConfig(ratio=0.25, train=TrainConfig(epochs=2, lr=0.01))
-    assert [s.method for s in config.for_method("mixed").steps] == ["lowrank", "int8"]
-    assert config.for_method("distill") == METHODS.get("distill").config_type()
+    assert [s.method for s in method_config(config, "mixed").steps] == ["lowrank", "int8"]
+    assert method_config(config, "distill") == METHODS.get("distill").config_type()
 
 
 @pytest.mark.parametrize(
@@ -83,3 +95,19 @@ def test_configs_are_frozen_and_validated_in_python_too() -> None:
     assert [s.method for s in config.steps] == ["prune", "distill", "int8"]
     with pytest.raises(AttributeError):
         config.steps = ()  # type: ignore[misc]
+
+
+def test_configs_built_in_python_are_checked_against_the_registry_where_it_is_known() -> None:
+    check_steps(MixedConfig())  # the default pipeline is valid
+    backwards = MixedConfig(steps=(Step("int8", Int8Config()), Step("prune", PruneConfig())))
+    with pytest.raises(ConfigError, match=r"MixedConfig\.steps\[0\]: expected int8 last"):
+        check_steps(backwards)
+    with pytest.raises(ConfigError, match=r"steps\[0\]: unknown compression method 'blur'"):
+        check_steps(MixedConfig(steps=(Step("blur", PruneConfig()),)))
+    with pytest.raises(ConfigError, match=r"steps\[0\]: expected PruneConfig, got Int8Config"):
+        check_steps(MixedConfig(steps=(Step("prune", Int8Config()),)))
+    misfiled = CompressConfig(sections={"prune": Int8Config()})
+    with pytest.raises(ConfigError, match=r"CompressConfig\.prune: expected PruneConfig"):
+        method_config(misfiled, "prune")
+    with pytest.raises(EdgecutError, match="unknown compression method 'svd'"):
+        method_config(CompressConfig(), "svd")
