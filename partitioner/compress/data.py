@@ -42,9 +42,6 @@ class CompressionData:
     def inputs(self, split: str) -> torch.Tensor:
         return {"train": self.x_train, "val": self.x_val, "test": self.x_test}[split]
 
-    def labels_of(self, split: str) -> torch.Tensor:
-        return {"train": self.y_train, "val": self.y_val, "test": self.y_test}[split]
-
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,

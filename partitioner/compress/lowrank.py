@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from partitioner.compress.config import LowRankConfig
-from partitioner.compress.head import Context, Head, as_tuple
+from partitioner.compress.head import Context, Head
+from partitioner.compress.measure import accuracy
 from partitioner.compress.registry import METHODS, Method
 from partitioner.compress.training import train_student
 from partitioner.errors import EdgecutError
@@ -139,14 +140,8 @@ def factorize(module: nn.Module, decomposition: str, energy: float) -> dict[str,
     return {"decomposition": decomposition, "energy": energy, "ranks": ranks}
 
 
-def _accuracy(module: nn.Module, ctx: Context, split: str) -> float:
-    x, y = ctx.data.inputs(split), ctx.data.labels_of(split)
-    correct = 0
-    with torch.no_grad():
-        for start in range(0, x.shape[0], 256):
-            logits = ctx.logits(as_tuple(module(x[start : start + 256])))
-            correct += int((logits.argmax(dim=1) == y[start : start + 256]).sum())
-    return 100.0 * correct / max(1, x.shape[0])
+def _val_accuracy(module: nn.Module, ctx: Context) -> float:
+    return accuracy(module, ctx.tail, ctx.data.x_val, ctx.data.y_val)
 
 
 def _choose_energy(head: Head, ctx: Context, config: LowRankConfig) -> tuple[nn.Module, dict]:
@@ -157,7 +152,7 @@ def _choose_energy(head: Head, ctx: Context, config: LowRankConfig) -> tuple[nn.
     """
     assert config.accuracy_budget is not None
     energies = sorted(config.energies)
-    reference = _accuracy(ctx.teacher, ctx, "val")
+    reference = _val_accuracy(ctx.teacher, ctx)
     trials: dict[float, tuple[float, nn.Module, dict[str, Any]]] = {}
 
     def trial(energy: float) -> float:
@@ -166,7 +161,7 @@ def _choose_energy(head: Head, ctx: Context, config: LowRankConfig) -> tuple[nn.
             note = factorize(module, config.decomposition, energy)
             if note["ranks"]:
                 train_student(module, ctx, config.train, task=f"lowrank: energy {energy:g}")
-            trials[energy] = (_accuracy(module.eval(), ctx, "val"), module, note)
+            trials[energy] = (_val_accuracy(module.eval(), ctx), module, note)
         return trials[energy][0]
 
     def meets(energy: float) -> bool:
