@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from partitioner.errors import ConfigError
+from partitioner.model.zoo.digits import DIGITS_INPUT_SHAPE, digits_split
 
 VAL_FRACTION = 0.2
 SYNTHETIC_SAMPLES = {"train": 128, "val": 32, "test": 64}
@@ -110,8 +111,6 @@ def resolve_data(
 
 
 def _digits(input_shape: tuple[int, ...], seed: int) -> CompressionData:
-    from partitioner.model.zoo.digits import DIGITS_INPUT_SHAPE, digits_split
-
     if tuple(input_shape[1:]) != DIGITS_INPUT_SHAPE[1:]:
         raise ConfigError(
             f"data: digits are {list(DIGITS_INPUT_SHAPE[1:])} images, but the model takes "

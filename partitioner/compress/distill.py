@@ -24,6 +24,7 @@ from partitioner.compress.prune import prune_channels
 from partitioner.compress.registry import METHODS, Method
 from partitioner.compress.training import train_student
 from partitioner.errors import ConfigError, EdgecutError
+from partitioner.model.spec import load_model
 
 
 def separable(conv: nn.Conv2d) -> nn.Sequential:
@@ -87,8 +88,6 @@ def build_student(head: Head, ctx: Context, config: DistillConfig) -> tuple[nn.M
 
 
 def _user_student(spec: str, ctx: Context) -> nn.Module:
-    from partitioner.model.spec import load_model
-
     loaded = load_model(spec, (1, *ctx.example.shape[1:]))
     student = loaded.module
     with torch.no_grad():

@@ -20,6 +20,7 @@ from torch import nn
 
 from partitioner.codecs import CODECS, Codec
 from partitioner.compress.head import as_tuple
+from partitioner.model.capture import capture
 
 HeadFn = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 TailFn = Callable[..., Sequence[torch.Tensor]] | None
@@ -95,8 +96,6 @@ def head_ms(
 
 def head_flops(structure: nn.Module, x1: torch.Tensor) -> int:
     """FLOPs of one frame, counted on the captured graph like the planner counts them."""
-    from partitioner.model.capture import capture
-
     was_training = structure.training
     try:
         return capture(structure, x1, name="head").graph.total_flops()

@@ -15,6 +15,7 @@ import copy
 from typing import Any
 
 import torch
+import torch_pruning as tp
 from torch import nn
 
 from partitioner.compress.config import PruneConfig
@@ -26,8 +27,6 @@ from partitioner.errors import EdgecutError
 
 
 def _importance(name: str) -> Any:
-    import torch_pruning as tp
-
     if name == "l1":
         return tp.importance.GroupMagnitudeImportance(p=1)
     if name == "fpgm":
@@ -55,8 +54,6 @@ def prune_channels(
     round_to: int | None = None,
 ) -> dict[str, Any]:
     """Remove ``ratio`` of the channels of every unprotected group of ``module``, in place."""
-    import torch_pruning as tp
-
     protected = protected_layers(module)  # type: ignore[arg-type]
     with torch.no_grad():
         shapes = [t.shape for t in as_tuple(module(example))]

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.export import Dim, export
 
 from partitioner.compress.config import Int8Config
 from partitioner.compress.head import Context, Head
@@ -45,11 +46,13 @@ def quiet_torchao() -> Iterator[None]:
 
 
 def export_for_quantization(module: nn.Module, example: torch.Tensor) -> fx.GraphModule:
-    from torch.export import Dim, export
-
     batch = Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
         return export(module, (example,), dynamic_shapes=({0: batch},), strict=False).module()
+
+
+# torchao is imported inside the functions that use it: it takes longer to import than
+# the rest of partitioner.compress together, and only the int8 method needs it.
 
 
 def _quantizer(backend: str) -> Any:
