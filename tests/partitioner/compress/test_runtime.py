@@ -1,8 +1,10 @@
-"""The manifest-driven runtime hook: an int8 head loads through the ordinary loading path."""
+"""The pt2e-int8 runtime (partitioner.deploy.runtimes) on the int8 head that compress writes:
+it loads through the ordinary loading path, lowered to oneDNN where this host allows."""
 
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -17,12 +19,26 @@ from partitioner.errors import ArtifactError
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
+def _expected_runtime() -> str:
+    if x86_lowering_available():  # one int8 convolution per conv of the head
+        return "int8 lowered to oneDNN kernels (x86, 3 int8 ops)"
+    return f"int8 reference graph (no int8 lowering for {platform.machine()})"
+
+
 def test_int8_head_is_lowered_where_loaded(compressed, digits) -> None:
     _, out = compressed("int8")
     art = load_split(out)
-    expected = "oneDNN" if x86_lowering_available() else "reference"
     assert art.manifest["runtime"] == {"head.pt2": PT2E_INT8}
-    assert expected in art.runtime["head.pt2"]
+    assert art.runtime["head.pt2"] == _expected_runtime()
+    kernels = [
+        str(n.target)
+        for n in art.head.graph.nodes
+        if n.op == "call_function" and str(n.target).startswith("onednn.")
+    ]
+    if x86_lowering_available():  # conv1, conv2, conv3 (batch norm folded in by PT2E)
+        assert kernels == ["onednn.qconv_pointwise.default"] * 3
+    else:
+        assert kernels == []
     x = digits[1].x_test[:5]
     reference = load_half(out / "head.pt2")  # no runtime named: the portable q/dq graph
     with torch.inference_mode():
@@ -42,7 +58,7 @@ def test_fresh_process_loads_int8_split_without_torchao(compressed) -> None:
     env_out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     ).stdout
-    assert env_out.startswith("(3, 10) False ")
+    assert env_out == f"(3, 10) False {_expected_runtime()}\n"
 
 
 def test_unknown_runtime_is_refused(compressed, tmp_path) -> None:

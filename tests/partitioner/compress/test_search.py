@@ -8,6 +8,7 @@ from partitioner.compress import METHODS, config_from_dict
 from partitioner.compress.compressor import compress
 from partitioner.compress.search import NONE, candidate_cuts, search
 from partitioner.errors import EdgecutError
+from partitioner.solve.plan import Plan
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -38,8 +39,10 @@ def test_search_returns_the_fastest_combination_within_budget(digits) -> None:
     assert result.plan.predicted.total_ms <= planner.plan().predicted.total_ms + 1e-9
     measured = [t for t in c["trials"] if t["val_drop"] <= 0.5]
     assert measured[-1]["predicted_ms"] == pytest.approx(result.plan.predicted.total_ms)
-    # the plan is a usable plan: compressing it reproduces the choice
-    assert plan["edge_nodes"][0] == "x" and plan["solver"] == "compress-search"
+    # a usable plan: it reads back, and its edge nodes are a cut the graph can be split at
+    restored = Plan.from_json(plan)
+    assert restored.solver == "compress-search" and restored.edge_nodes == result.plan.edge_nodes
+    assert planner.graph.is_closed(restored.edge_nodes)
 
 
 def test_a_budget_nothing_meets_names_the_best_found(digits) -> None:
