@@ -109,9 +109,3 @@ def uniforms(
         np.int64(stream_tag(stream, purpose)),
     )
     return flat.reshape(e.shape)
-
-
-def philox_block(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, ...]:
-    """Philox4x32-10 of one counter under one key, as four ints (for known-answer tests)."""
-    words = philox4x32_10(*(np.uint64(v) for v in counter), *(np.uint64(v) for v in key))
-    return tuple(int(w) for w in words)
