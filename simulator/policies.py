@@ -2,7 +2,7 @@
 
 A policy is compiled once per group (:meth:`Policy.compile`: the cuts it may use, from
 the group's :class:`~simulator.cuts.GroupModel`) and then chooses an option per frame in
-the simulator core (:meth:`Policy.choose`, numpy only). Policies live in a registry
+the simulator core (:meth:`Policy.choose`: numpy and numba, never torch). Policies live in a registry
 (:func:`register_policy`, :data:`POLICIES`); a scenario names one and gives its
 parameters as a :class:`PolicyConfig`.
 
