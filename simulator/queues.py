@@ -34,7 +34,7 @@ came first)
   of the batch departs at its end.
 
 Batches start in order (``T`` never decreases), so no frame overtakes an older one of its
-tail. With one tail and ``B = 1`` this is the FCFS c-server queue.
+tail. With ``B = 1`` this is the FCFS c-server queue, each frame taking its tail's time.
 
 Windows: a site knows every arrival before the end ``t_end`` of the window just
 simulated (a frame reaches the cloud after it was captured), so it dispatches every
