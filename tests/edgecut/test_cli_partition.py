@@ -154,6 +154,16 @@ def test_plot(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def test_plan_flags_offer_the_registered_solvers_and_objectives() -> None:
+    from partitioner.pricing.cost import OBJECTIVES
+    from partitioner.solve import SOLVERS
+
+    result = edgecut("plan", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert ", ".join(OBJECTIVES) in text and ", ".join(SOLVERS.names()) in text
+
+
 BAD_FILE = "import torch\ndef make():\n    return 42\n"
 
 
@@ -174,6 +184,12 @@ BAD_FILE = "import torch\ndef make():\n    return 42\n"
         (["plan", *SMALL, "--cut-after", "features.99"], "no node named 'features.99'"),
         (["plan", *SMALL, "--sweep-bandwidth", "10:1"], "LO:HI"),
         (["plan", *SMALL, "--network", "ltee"], "unknown network 'ltee'"),
+        (["plan", *SMALL, "--rtt-ms", "-1"], "RTT must be >= 0"),
+        (["plan", *SMALL, "--codec", "int9"], "unknown codec 'int9'"),
+        (["plan", *SMALL, "--edge-dtype", "float64"], "has no float64 compute"),
+        (["plan", *SMALL, "--solver", "mincutt"], "invalid choice: 'mincutt'"),
+        (["plan", *SMALL, "--objective", "speed"], "invalid choice: 'speed'"),
+        (["profile", *SMALL, "--device", "rpi4", "--dtype", "int4"], "has no int4 compute"),
         (["profile", *SMALL, "--device", "a1000"], "unknown device 'a1000'"),
         (["split", *SMALL, "--plan", "missing.json", "--out", "x"], "no such file"),
     ],

@@ -76,6 +76,35 @@ def test_closure_and_crossing(branchy) -> None:
     assert g.close(["chunk"]) >= {"chunk[0]", "chunk[1]"}  # ties pull the getitems along
 
 
+def test_tuple_valued_ops_and_byte_counts(branchy) -> None:
+    _, cap = branchy
+    g = cap.graph
+    chunk = g.node("chunk")
+    # A tuple-valued op has no shape of its own; its bytes are its parts'.
+    assert (chunk.dtype, chunk.shape, chunk.out_bytes) == ("tuple", (), 2 * 1024)
+    assert g.node("chunk[1]").shape == (1, 4, 8, 8) and g.node("chunk[1]").out_bytes == 1024
+    assert g.node("add").in_bytes == 2 * 2048  # the residual reads relu and x
+    assert g.node("bn").param_bytes == 4 * 8 * 4  # weight, bias, running mean and variance
+    assert g.node("relu").flops == g.node("relu_1").flops == 512
+
+
+def test_fx_names_point_at_the_nodes_read(branchy) -> None:
+    _, cap = branchy
+    assert set(cap.fx_names) == set(cap.graph.index)
+    assert len(set(cap.fx_names.values())) == len(cap.fx_names)
+    for node in cap.graph.nodes:
+        val = cap.fx_node(node.name).meta["val"]
+        if isinstance(val, torch.Tensor):
+            assert tuple(val.shape[1:]) == node.shape[1:], node.name
+
+
+def test_a_fixed_batch_capture_reads_the_same_graph(branchy) -> None:
+    model, cap = branchy
+    fixed = capture(model, torch.randn(1, 8, 8, 8), name="branchy", dynamic_batch=False)
+    assert not fixed.dynamic_batch
+    assert fixed.graph == cap.graph and fixed.fx_names == cap.fx_names
+
+
 def test_inplace_ops_are_rewritten(branchy) -> None:
     model, cap = branchy
     targets = [str(n.target) for n in cap.module.graph.nodes if n.op == "call_function"]
