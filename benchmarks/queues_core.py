@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from simulator.links import load_curve
-from simulator.queues import BatchingServers, fifo_departures, lindley_rows, stable_sort
-from simulator.uplink import fluid_fifo_departures
+from simulator.queues import BatchingServers, lindley_rows, stable_sort
+from simulator.uplink import CapacityCurve
 
 FPS = 5.0
 DEFAULT_TRACE = Path("/work/shared/traces/ATT-LTE-driving.up")
@@ -95,16 +95,24 @@ def bench_edge(rng: np.random.Generator, cams: int, per_cam: int) -> None:
     arrivals_s = camera_arrivals(rng, cams, per_cam)
     head_s = rng.exponential(0.8 / FPS, (cams, per_cam))
     lindley_by_rows(arrivals_s[:10], head_s[:10])
-    fifo_departures(arrivals_s[:10], head_s[:10])
-    n = arrivals_s.size
     measure(
         "lindley_rows (camera shards: numba loop per row)",
-        n,
+        arrivals_s.size,
         lambda: lindley_by_rows(arrivals_s, head_s),
     )
-    measure(
-        "fifo_departures (closed form, blocked)", n, lambda: fifo_departures(arrivals_s, head_s)
-    )
+
+
+def fluid_link_by_rows(
+    curve: CapacityCurve, arrivals_s: np.ndarray, bits: np.ndarray, offset_s: np.ndarray
+) -> np.ndarray:
+    """The camera shards' uplink: the Lindley rows in bits over the trace's capacity curve."""
+    cams, per_cam = arrivals_s.shape
+    phase_s = arrivals_s + offset_s[:, None]
+    level = curve.cumulative_bits_before(phase_s).ravel()
+    row_ptr = np.arange(cams + 1, dtype=np.int64) * per_cam
+    level = lindley_rows(level, bits.ravel(), row_ptr, np.full(cams, -np.inf))
+    departures = curve.time_of_bits(level).reshape(cams, per_cam) - offset_s[:, None]
+    return np.maximum(departures, arrivals_s)
 
 
 def bench_uplink(rng: np.random.Generator, cams: int, per_cam: int, trace: Path) -> None:
@@ -116,11 +124,11 @@ def bench_uplink(rng: np.random.Generator, cams: int, per_cam: int, trace: Path)
     arrivals_s = camera_arrivals(rng, cams, per_cam)
     bits = rng.uniform(0.2, 1.8, (cams, per_cam)) * 0.6 * curve.mean_rate_bps / FPS
     offset_s = rng.uniform(0, curve.period_s, cams)
-    fluid_fifo_departures(curve, arrivals_s[:10], bits[:10], offset_s[:10])
+    fluid_link_by_rows(curve, arrivals_s[:10], bits[:10], offset_s[:10])
     measure(
-        f"fluid_fifo_departures ({trace.name}, {curve.knot_times_s.size} knots)",
+        f"fluid link by rows ({trace.name}, {curve.knot_times_s.size} knots)",
         arrivals_s.size,
-        lambda: fluid_fifo_departures(curve, arrivals_s, bits, offset_s),
+        lambda: fluid_link_by_rows(curve, arrivals_s, bits, offset_s),
     )
 
 

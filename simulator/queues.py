@@ -8,10 +8,10 @@
 * :class:`BatchingServers`: a cloud site's ``servers`` identical servers, shared by one
   dynamic-batching queue per tail (:mod:`simulator.site`), by the rule below.
 * :func:`stable_sort`: the arrival order of the frames a shard sends to a site.
-* :func:`fifo_departures`: the recursion of :func:`lindley_rows` over whole arrays at
-  once, in closed form, for :func:`simulator.uplink.fluid_fifo_departures` (a fluid link
-  over a whole trace, in bits). The shards do not use it: they carry state from window
-  to window, so they run :func:`lindley_rows`.
+
+The tests hold these kernels to independent references (``tests/simulator/oracles.py``:
+event-driven queues, double-double arithmetic, and the closed form of the Lindley
+recursion over whole arrays).
 
 Batching rule, Triton-like. Frames arrive sorted by time (ties: merged order). Each tail
 (one model cut, as a server batches per model version) queues its frames FCFS; the
@@ -355,103 +355,3 @@ class BatchingServers:
 # --------------------------------------------------------------------------------------
 # Single-server FIFO over whole arrays: closed form
 # --------------------------------------------------------------------------------------
-
-
-# Block length of the closed-form FIFO. Cumulative sums restart every block, so rounding
-# error grows with the block (~block * eps * block service time), not with the row; the
-# departure at each block end is carried into the next block. 1024 keeps the error at a
-# few ulps of the departure time (smaller blocks add one rounding of a large time per
-# block, larger ones longer sums) while the per-block Python overhead stays small.
-FIFO_BLOCK = 1024
-# Jobs per tile: the closed form runs tile by tile in reused buffers that stay in cache,
-# which is several times faster than whole-array passes over fresh memory.
-_FIFO_TILE = 1 << 15
-
-
-def fifo_departures(
-    arrivals_s: ArrayLike, service_s: ArrayLike, *, block: int = FIFO_BLOCK
-) -> FloatArray:
-    """Departures of a single-server FIFO queue, or of many independent ones.
-
-    ``arrivals_s`` is 1-D (one queue) or 2-D (one row per queue); ``service_s`` broadcasts
-    to its shape. Jobs are served in index order along the last axis, which is FIFO when
-    each row is sorted by arrival; pad ragged rows at the end with ``np.inf`` arrivals (their
-    departures are ``inf`` and do not affect real jobs).
-
-    Uses the closed form of the Lindley recursion ``d[i] = max(a[i], d[i-1]) + s[i]``:
-    ``d[i] = S[i] + max(d0, max_{j<=i}(a[j] - S[j-1]))`` with ``S`` the cumulative service
-    since the start of the block of ``block`` jobs and ``d0`` the departure of the last job
-    of the previous block, carried from block to block. Restarting ``S`` per block keeps
-    the error within a few ulps of the departure time even on rows of 10^7 jobs; one
-    cumulative sum over the whole row (``block=n``) drifts like the float Lindley loop
-    (tens to hundreds of ulps, measured against double-double arithmetic).
-    """
-    a = np.asarray(arrivals_s, dtype=np.float64)
-    if a.ndim not in (1, 2):
-        raise ValueError(f"arrivals_s must be 1-D or 2-D, got shape {a.shape}")
-    s = np.broadcast_to(np.asarray(service_s, dtype=np.float64), a.shape)
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
-    if a.size == 0:
-        return np.empty(a.shape, dtype=np.float64)
-    if not np.all(s >= 0.0):
-        raise ValueError("service_s must be >= 0 (and not NaN)")
-
-    n_rows, n_jobs = (1, a.shape[0]) if a.ndim == 1 else a.shape
-    a2 = a.reshape(n_rows, n_jobs)
-    s2 = s.reshape(n_rows, n_jobs)
-    out = np.empty((n_rows, n_jobs))
-    blk = min(block, n_jobs)
-    row_width = -(-n_jobs // blk) * blk
-    if row_width <= _FIFO_TILE:  # tiles of whole rows
-        tile_rows, tile_cols = _FIFO_TILE // row_width, row_width
-    else:  # tiles along one long row
-        tile_rows, tile_cols = 1, max(1, _FIFO_TILE // blk) * blk
-    buf_a = np.empty(tile_rows * tile_cols)
-    buf_s = np.empty_like(buf_a)
-    buf_p = np.empty_like(buf_a)
-
-    for r0 in range(0, n_rows, tile_rows):
-        r1 = min(n_rows, r0 + tile_rows)
-        nr = r1 - r0
-        d_last = np.full(nr, -np.inf)  # departure of the last job before this tile
-        for c0 in range(0, n_jobs, tile_cols):
-            c1 = min(n_jobs, c0 + tile_cols)
-            w = c1 - c0
-            nb = -(-w // blk)
-            tile_a = buf_a[: nr * nb * blk].reshape(nr, nb * blk)
-            tile_s = buf_s[: nr * nb * blk].reshape(nr, nb * blk)
-            tile_a[:, :w] = a2[r0:r1, c0:c1]
-            tile_s[:, :w] = s2[r0:r1, c0:c1]
-            # Pad the last block: an arrival at +inf with no service delays nobody.
-            tile_a[:, w:] = np.inf
-            tile_s[:, w:] = 0.0
-            a3 = tile_a.reshape(nr, nb, blk)
-            cum = tile_s.reshape(nr, nb, blk)
-            peak = buf_p[: nr * nb * blk].reshape(nr, nb, blk)
-            np.cumsum(cum, axis=2, out=cum)  # S[i], block-local
-            peak[:, :, 0] = a3[:, :, 0]
-            np.subtract(a3[:, :, 1:], cum[:, :, :-1], out=peak[:, :, 1:])
-            np.maximum.accumulate(peak, axis=2, out=peak)  # max_{j<=i}(a[j] - S[j-1])
-            # The carry between blocks is itself a (short) max-plus recursion: one step per
-            # block of `blk` jobs, not per job.
-            carry = np.empty((nr, nb))
-            if nr == 1:
-                d0 = float(d_last[0])
-                sums, peaks = cum[0, :, -1].tolist(), peak[0, :, -1].tolist()
-                row = carry[0]
-                for k in range(nb):
-                    row[k] = d0
-                    d0 = sums[k] + max(peaks[k], d0)
-            else:
-                carry[:, 0] = d_last
-                for k in range(1, nb):
-                    carry[:, k] = cum[:, k - 1, -1] + np.maximum(
-                        peak[:, k - 1, -1], carry[:, k - 1]
-                    )
-            np.maximum(peak, carry[:, :, None], out=peak)
-            cum += peak
-            out[r0:r1, c0:c1] = tile_s[:, :w]
-            d_last = out[r0:r1, c1 - 1]
-
-    return out.reshape(a.shape)

@@ -4,8 +4,8 @@
 A frame that starts sending at ``s`` leaves when ``C`` has advanced by its bits; in
 ``C``-space a FIFO link is an ordinary single-server FIFO queue, so the link is solved by a
 Lindley recursion in bits plus one inverse lookup per frame, with no per-packet loop.
-:func:`fluid_fifo_departures` does so for whole arrays of frames (benchmarks, and the tests
-of the curves); the camera shards do the same window by window (:mod:`simulator.camera`).
+The camera shards do so window by window (:mod:`simulator.camera`); the tests check them
+against a closed form over whole arrays (``tests/simulator/oracles.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from partitioner.pricing.network import MAHIMAHI_PACKET_BYTES
-from simulator.queues import fifo_departures
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -327,48 +326,3 @@ def _fold(x: FloatArray, period: float, *, closed_right: bool) -> tuple[FloatArr
 # ------------------------------------------------------------------------------------
 # FIFO fluid link
 # ------------------------------------------------------------------------------------
-
-
-def _row_offsets(offset_s: ArrayLike, shape: tuple[int, ...]) -> FloatArray:
-    off = np.asarray(offset_s, dtype=np.float64)
-    if off.ndim == 1 and len(shape) == 2:
-        if off.shape[0] != shape[0]:
-            raise ValueError(f"need one offset per row ({shape[0]}), got {off.shape[0]}")
-        off = off[:, None]
-    try:
-        np.broadcast_shapes(off.shape, shape)
-    except ValueError:
-        raise ValueError(f"offset_s of shape {off.shape} does not fit arrivals {shape}") from None
-    return off
-
-
-def fluid_fifo_departures(
-    curve: CapacityCurve, arrivals_s: ArrayLike, bits: ArrayLike, offset_s: ArrayLike = 0.0
-) -> FloatArray:
-    """Departures of frames through a FIFO fluid link with capacity ``curve``.
-
-    Frame i starts sending at ``max(arrival_i, departure_{i-1})`` and leaves when the link
-    has delivered its ``bits``: ``D_i = C^-1(max(C(a_i-), C(D_{i-1})) + b_i)``, a Lindley
-    recursion in bits solved by :func:`simulator.queues.fifo_departures`, then mapped back to
-    seconds. ``arrivals_s`` is 1-D (one link) or 2-D (one row per camera, sorted in each row);
-    ``bits`` broadcasts to it; ``offset_s`` is the trace phase, a scalar or one per row.
-    Capacity arriving at a frame's arrival instant (or up to ``TIME_TOLERANCE_S`` before)
-    serves that frame; a frame is done when fewer than ``BITS_TOLERANCE`` bits remain.
-    Propagation delay is not included: add RTT/2 to the result.
-    """
-    a = np.asarray(arrivals_s, dtype=np.float64)
-    if a.ndim not in (1, 2):
-        raise ValueError(f"arrivals_s must be 1-D or 2-D, got shape {a.shape}")
-    b = np.broadcast_to(np.asarray(bits, dtype=np.float64), a.shape)
-    if not np.all(b >= 0.0):
-        raise ValueError("bits must be >= 0 (and not NaN)")
-    off = _row_offsets(offset_s, a.shape)
-    phase_s = a + off  # trace time of each arrival
-    bits_at_arrival = curve.cumulative_bits_before(phase_s, out=phase_s)
-    bits_at_departure = fifo_departures(bits_at_arrival, b)
-    del phase_s, bits_at_arrival
-    d = curve.time_of_bits(bits_at_departure, out=bits_at_departure)
-    d -= off
-    # A zero-bit frame leaves on arrival; the clamp also absorbs rounding of C^-1(C(a)).
-    np.maximum(d, a, out=d)
-    return d

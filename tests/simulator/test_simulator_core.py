@@ -15,8 +15,7 @@ from simulator.camera import PERIODIC, POISSON, CameraShard, FrameBatch, capture
 from simulator.fleet import compile_scenario
 from simulator.scenario import scenario_from_dict
 from simulator.site import merge_batches
-from simulator.uplink import fluid_fifo_departures
-from tests.simulator.oracles import fluid_link_reference
+from tests.simulator.oracles import fluid_fifo_departures, fluid_link_reference
 
 # --------------------------------------------------------------------------- camera kernels
 

@@ -13,13 +13,13 @@ from simulator import streams
 from simulator.queues import (
     BatchingServers,
     Dispatched,
-    fifo_departures,
     lindley_rows,
     lindley_rows_limited,
     stable_sort,
 )
 from tests.simulator.oracles import (
     batching_reference,
+    fifo_departures,
     lindley_double_double,
     lindley_loop,
     multi_server_reference,

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.queues import fifo_departures
-from simulator.uplink import TIME_TOLERANCE_S, BucketSearch, CapacityCurve, fluid_fifo_departures
-from tests.simulator.oracles import fluid_link_reference
+from simulator.uplink import TIME_TOLERANCE_S, BucketSearch, CapacityCurve
+from tests.simulator.oracles import fifo_departures, fluid_fifo_departures, fluid_link_reference
 
 PROPERTY = settings(max_examples=100, deadline=None, derandomize=True)
 TRACES_DIR = Path("/work/shared/traces")
