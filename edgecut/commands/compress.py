@@ -7,6 +7,8 @@ from typing import Any
 
 from edgecut.args import add_model_args, positive_int, read_plan_json
 
+# For --help only: the registry imports torch, which --help must not wait for; errors
+# list the registry's own names.
 METHODS = "int8|prune|lowrank|distill|mixed"
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     method = args.method or config.method or chosen.get("method")
     if not method:
         raise EdgecutError(
-            f"expected --method {METHODS} (or method: in --config, or a plan from "
+            f"expected --method {'|'.join(REGISTRY.names())} (or method: in --config, or a plan from "
             "`edgecut plan --compress`); got none"
         )
     REGISTRY.get(method)

@@ -39,7 +39,8 @@ def policy_overrides(text: str | None, scenario: Any) -> list[tuple[str | None, 
     from dataclasses import replace
 
     from partitioner.errors import EdgecutError
-    from simulator.scenario import FieldError, PolicyConfig
+    from simulator.fields import FieldError
+    from simulator.policies import PolicyConfig
 
     if not text:
         return [(None, scenario)]
@@ -85,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
     from edgecut.output import print_json
     from partitioner.errors import EdgecutError
+    from simulator.fields import FieldError
     from simulator.fleet import compile_scenario
-    from simulator.scenario import FieldError, load_scenario
+    from simulator.scenario import load_scenario
 
     if args.shards is not None and args.shards < 1:
         raise EdgecutError(f"--shards must be >= 1, got {args.shards}")
