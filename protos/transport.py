@@ -2,18 +2,24 @@
 
 Both ends get the same explicit message limits and compatible keepalive settings, optional TLS
 (mutual with a client CA) and an optional bearer token: ``build_server`` + ``add_port`` (bind
-port 0 and read the chosen port back) on the cloud, ``build_channel`` on the edge.
+port 0 and read the chosen port back) on the cloud, ``build_channel`` on the edge. When a
+channel fails, ``probe`` looks at the raw connection (TCP, the first bytes, a TLS handshake)
+to say why, because gRPC reports a wrong CA, plaintext against TLS and a refused connection
+alike as UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import collections
 import hmac
+import ipaddress
+import socket
+import ssl
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
@@ -25,11 +31,15 @@ __all__ = [
     "BearerTokenAuth",
     "ClientTLS",
     "Keepalive",
+    "Probe",
     "ServerTLS",
     "add_port",
     "build_channel",
     "build_server",
     "channel_options",
+    "is_loopback",
+    "parse_target",
+    "probe",
     "reuse_large_buffers",
     "server_options",
 ]
@@ -113,6 +123,47 @@ def _as_path(owner: str, field: str, value: Path | str) -> Path:
     return path
 
 
+class _EncryptedKey(Exception):
+    pass
+
+
+def _check_key_pair(owner: str, cert_file: Path, key_file: Path) -> None:
+    """The key must be the certificate's, or gRPC only says "Failed to bind" (server) or
+    fails every handshake (client)."""
+
+    def passphrase() -> bytes:  # called only for an encrypted key; never prompt on a tty
+        raise _EncryptedKey
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            cert_file, key_file, password=passphrase
+        )
+    except _EncryptedKey:
+        raise ValueError(
+            f"{owner}.key_file {key_file} is encrypted: gRPC needs an unencrypted PEM key "
+            "(decrypt it, e.g. `openssl pkey -in KEY -out KEY.plain`, and chmod 600 it)"
+        ) from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ValueError(
+                f"{owner}.key_file {key_file} does not match {owner}.cert_file {cert_file}: "
+                "the key is not the certificate's (give the key the certificate was made for)"
+            ) from None
+        raise ValueError(
+            f"{owner}.cert_file {cert_file} and {owner}.key_file {key_file} do not load as a "
+            f"certificate and its key: {exc.reason or exc}"
+        ) from None
+
+
+def _check_ca(owner: str, field: str, path: Path) -> None:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"{owner}.{field}: {path} holds no usable PEM certificate: {exc.reason or exc}"
+        ) from None
+
+
 @dataclass(frozen=True)
 class ServerTLS:
     """Server certificate and key (PEM files); with ``client_ca_file``, mutual TLS is required."""
@@ -124,8 +175,10 @@ class ServerTLS:
     def __post_init__(self) -> None:
         object.__setattr__(self, "cert_file", _as_path("ServerTLS", "cert_file", self.cert_file))
         object.__setattr__(self, "key_file", _as_path("ServerTLS", "key_file", self.key_file))
+        _check_key_pair("ServerTLS", self.cert_file, self.key_file)
         if self.client_ca_file is not None:
             ca = _as_path("ServerTLS", "client_ca_file", self.client_ca_file)
+            _check_ca("ServerTLS", "client_ca_file", ca)
             object.__setattr__(self, "client_ca_file", ca)
 
     def credentials(self) -> grpc.ServerCredentials:
@@ -160,6 +213,10 @@ class ClientTLS:
             raise ValueError(
                 "ClientTLS: cert_file and key_file go together (both for mutual TLS, or neither)"
             )
+        if self.root_ca_file is not None:
+            _check_ca("ClientTLS", "root_ca_file", self.root_ca_file)
+        if self.cert_file is not None and self.key_file is not None:
+            _check_key_pair("ClientTLS", self.cert_file, self.key_file)
         if self.server_name_override == "":
             raise ValueError("ClientTLS.server_name_override: use None, not an empty string")
 
@@ -437,3 +494,199 @@ def build_channel(
     if token is not None:
         channel = grpc.intercept_channel(channel, _BearerTokenClient(token))
     return channel
+
+
+# ------------------------------------------------------------ targets and probes
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """``host:port`` or ``[ipv6]:port`` as ``(host, port)``; ValueError says what is wrong.
+
+    gRPC accepts more (``dns:///``, ``unix:``) but answers a typo only with UNAVAILABLE,
+    which looks like an outage; edgecut's nodes meet over TCP, so the address is checked once.
+    """
+    example = "expected HOST:PORT, e.g. localhost:8001, 10.0.0.5:8001 or [::1]:8001"
+    if not target or "/" in target or any(c.isspace() for c in target):
+        raise ValueError(f"{target!r} is not an address: {example}")
+    if target.startswith("["):
+        host, bracket, rest = target[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise ValueError(f"{target!r} is not an address: {example}")
+        port_text = rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{target!r}: {host!r} in brackets is not an IPv6 address") from None
+    else:
+        host, colon, port_text = target.rpartition(":")
+        if not colon:
+            raise ValueError(f"{target!r} has no port: {example}")
+        if ":" in host:
+            raise ValueError(f"{target!r}: write an IPv6 address in brackets, e.g. [::1]:8001")
+        if not host or not all(c.isascii() and (c.isalnum() or c in ".-_") for c in host):
+            raise ValueError(f"{target!r} has no valid host name before the port: {example}")
+    if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+        raise ValueError(f"{target!r}: the port {port_text!r} is not a number in 1..65535")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except OSError:  # "" (every interface) lands here too
+        return False
+    addresses = {str(info[4][0]).partition("%")[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+Finding = Literal[
+    "unreachable",  # no TCP connection: detail says why (refused, no such name, timeout)
+    "plaintext",  # HTTP/2 without TLS
+    "tls",  # TLS, and the given ClientTLS (if any) passed: handshake and first frame
+    "untrusted",  # TLS, but the certificate does not verify with the given roots
+    "wrong_name",  # TLS, a trusted certificate that does not name the host
+    "client_cert_refused",  # TLS, but the server hung up on the client's certificate (or none)
+    "handshake_failed",  # TLS, but the handshake with the given ClientTLS failed otherwise
+    "not_grpc",  # something answered that is neither HTTP/2 nor TLS
+]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a raw look at an endpoint found (see :func:`probe`); ``detail`` says more."""
+
+    finding: Finding
+    detail: str = ""
+
+
+# The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server without TLS answers
+# with its own SETTINGS frame (9-byte header, type 0x4); a TLS server hangs up on it.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_FRAME_HEADER_BYTES = 9
+_H2_SETTINGS = 0x4
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
+_X509_NAME_MISMATCH = frozenset({62, 64})
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _connect(host: str, port: int, timeout_s: float) -> socket.socket:
+    try:
+        return socket.create_connection((host, port), timeout=timeout_s)
+    except socket.gaierror as exc:
+        raise _Unreachable(f"the name {host!r} does not resolve ({exc.strerror})") from None
+    except ConnectionRefusedError:
+        raise _Unreachable(f"connection refused: nothing listens on port {port}") from None
+    except TimeoutError:
+        raise _Unreachable(f"no answer to a TCP connection within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise _Unreachable(exc.strerror or str(exc)) from None
+
+
+def _first_bytes(sock: socket.socket) -> bytes:
+    """Send the HTTP/2 preface and read the start of the answer (b"": hung up or silent)."""
+    data = b""
+    try:
+        sock.sendall(_H2_PREFACE)
+        while len(data) < _H2_FRAME_HEADER_BYTES:
+            chunk = sock.recv(64)
+            if not chunk:
+                break
+            data += chunk
+    except (OSError, ssl.SSLError):
+        pass
+    return data
+
+
+def _is_h2_settings(data: bytes) -> bool:
+    return len(data) >= _H2_FRAME_HEADER_BYTES and data[3] == _H2_SETTINGS
+
+
+def _tls_context(tls: ClientTLS | None) -> ssl.SSLContext:
+    """``tls`` as Python's ssl sees it; None: accept any certificate (is it TLS at all?)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.set_alpn_protocols(["h2"])
+    context.check_hostname = False  # checked separately, to tell the two failures apart
+    if tls is None:
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if tls.root_ca_file is not None:
+        context.load_verify_locations(cafile=tls.root_ca_file)
+    else:  # gRPC's own root bundle and the system's agree on public CAs
+        context.load_default_certs()
+    if tls.cert_file is not None and tls.key_file is not None:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
+def _certificate_names(host: str, port: int, tls: ClientTLS, timeout_s: float) -> str:
+    try:
+        with _connect(host, port, timeout_s) as raw, _tls_context(tls).wrap_socket(raw) as sock:
+            names: Any = (sock.getpeercert() or {}).get("subjectAltName", ())
+    except (_Unreachable, OSError):
+        return "?"
+    # (("DNS", "localhost"), ("IP Address", "127.0.0.1")) -> "DNS:localhost, IP:127.0.0.1"
+    return ", ".join(f"{str(kind).split()[0]}:{value}" for kind, value in names) or "none"
+
+
+def probe(target: str, tls: ClientTLS | None = None, timeout_s: float = 5.0) -> Probe:
+    """Connect to ``target`` without gRPC and say what is there, as seen with ``tls``.
+
+    gRPC reports every connection failure as UNAVAILABLE with free-form details; this looks
+    at the wire: TCP, then the first bytes the server sends back to an HTTP/2 preface, then
+    TLS handshakes (any certificate; then ``tls``'s roots, client certificate and name).
+    Raises ValueError for a malformed target (see :func:`parse_target`).
+    """
+    host, port = parse_target(target)
+    try:
+        with _connect(host, port, timeout_s) as sock:
+            first = _first_bytes(sock)
+    except _Unreachable as exc:
+        return Probe("unreachable", str(exc))
+    if _is_h2_settings(first):
+        return Probe("plaintext")
+    if first:
+        shown = first[:24].decode("ascii", "replace").splitlines()[0]
+        return Probe("not_grpc", f"it answered HTTP/2 with {shown!r}")
+    try:
+        with _connect(host, port, timeout_s) as raw, _tls_context(None).wrap_socket(raw):
+            pass
+    except _Unreachable as exc:
+        return Probe("unreachable", str(exc))
+    except (OSError, ssl.SSLError) as exc:
+        return Probe("not_grpc", f"it hung up on HTTP/2 and on a TLS handshake ({exc})")
+    if tls is None:
+        return Probe("tls")
+    name = tls.server_name_override or host
+    context = _tls_context(tls)
+    context.check_hostname = True
+    try:
+        raw = _connect(host, port, timeout_s)
+    except _Unreachable as exc:
+        return Probe("unreachable", str(exc))
+    try:
+        with raw, context.wrap_socket(raw, server_hostname=name) as sock:
+            answer = _first_bytes(sock)
+    except ssl.SSLCertVerificationError as exc:
+        if exc.verify_code in _X509_NAME_MISMATCH:
+            names = _certificate_names(host, port, tls, timeout_s)
+            return Probe("wrong_name", f"it names {names}, not {name!r}")
+        return Probe("untrusted", str(exc.verify_message))
+    except (OSError, ssl.SSLError) as exc:
+        return Probe("handshake_failed", str(getattr(exc, "reason", None) or exc))
+    if _is_h2_settings(answer):
+        return Probe("tls")
+    # TLS 1.3 finishes the client's handshake before the server judges the client's
+    # certificate; a gRPC server that refuses it (or its absence) then just hangs up.
+    sent = "a certificate" if tls.cert_file is not None else "no certificate"
+    return Probe("client_cert_refused", f"it hung up after the handshake; the edge sent {sent}")

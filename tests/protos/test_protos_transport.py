@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,3 +210,63 @@ def test_tls_configs_name_the_bad_file(certs: Any, tmp_path: Path) -> None:
         transport.ClientTLS(certs.ca, cert_file=certs.client_cert)
     config = transport.ServerTLS(str(certs.server_cert), str(certs.server_key))  # type: ignore[arg-type]
     assert isinstance(config.cert_file, Path)
+
+
+def test_a_key_that_is_not_the_certificates_is_refused_before_binding(
+    certs: Any, tmp_path: Path
+) -> None:
+    # gRPC itself would only say "Failed to bind" (server) or fail every handshake (client).
+    with pytest.raises(
+        ValueError,
+        match=f"ServerTLS.key_file {certs.client_key} does not match ServerTLS.cert_file "
+        f"{certs.server_cert}: the key is not the certificate's",
+    ):
+        transport.ServerTLS(certs.server_cert, certs.client_key)
+    with pytest.raises(
+        ValueError, match="ClientTLS.key_file .* does not match ClientTLS.cert_file"
+    ):
+        transport.ClientTLS(certs.ca, certs.client_cert, certs.server_key)
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(certs.server_key), "-aes256", "-passout", "pass:x",
+         "-out", str(encrypted)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=f"ServerTLS.key_file {encrypted} is encrypted"):
+        transport.ServerTLS(certs.server_cert, encrypted)
+    not_a_ca = tmp_path / "garbage.pem"
+    not_a_ca.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ValueError, match="ServerTLS.client_ca_file: .* holds no usable PEM"):
+        transport.ServerTLS(certs.server_cert, certs.server_key, client_ca_file=not_a_ca)
+
+
+def test_probe_tells_plaintext_tls_and_nothing_apart(start_server: StartServer, certs: Any) -> None:
+    plaintext = start_server()
+    tls = start_server(tls=transport.ServerTLS(certs.server_cert, certs.server_key))
+    trusted = transport.ClientTLS(certs.ca)
+    assert transport.probe(plaintext.target) == transport.Probe("plaintext")
+    assert transport.probe(plaintext.target, trusted) == transport.Probe("plaintext")
+    assert transport.probe(tls.target) == transport.Probe("tls")
+    assert transport.probe(tls.target, trusted) == transport.Probe("tls")
+    assert transport.probe(tls.target, transport.ClientTLS(certs.rogue_ca)).finding == "untrusted"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    found = transport.probe(closed)
+    assert found.finding == "unreachable" and found.detail.startswith("connection refused")
+    with pytest.raises(ValueError, match="has no port"):
+        transport.probe("localhost")
+
+
+@pytest.mark.parametrize(
+    "target,expected",
+    [("localhost:8001", ("localhost", 8001)), ("10.0.0.5:1", ("10.0.0.5", 1)),
+     ("[::1]:65535", ("::1", 65535)), ("edge-cloud_1.example:443", ("edge-cloud_1.example", 443))],
+)  # fmt: skip
+def test_parse_target(target: str, expected: tuple[str, int]) -> None:
+    assert transport.parse_target(target) == expected
+
+
+def test_loopback_hosts() -> None:
+    assert all(map(transport.is_loopback, ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.9"]))
+    assert not any(map(transport.is_loopback, ["0.0.0.0", "::", "", "10.1.2.3"]))
