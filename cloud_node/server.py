@@ -5,6 +5,10 @@
     ...
     node.stop(grace_s=5)         # health NOT_SERVING, no new calls, in-flight calls finish
 
+A stop() while start() still binds or loads tails wins: start() raises StartCancelled and
+the node never reports SERVING. A configuration that exposes the node beyond this machine
+without TLS or a token is logged at WARNING (:meth:`CloudConfig.exposure`).
+
 It serves the Open Inference Protocol (``inference.GRPCInferenceService``, what tritonclient
 speaks), edgecut's control API (``edgecut.v1.EdgecutService``), gRPC health checking (overall,
 per service, per model ``<model>`` and per version ``<model>/<version>``) and reflection, and
@@ -90,6 +94,31 @@ class CloudConfig:
                 f"{2 * min(self.max_batch, 16)}"
             )
 
+    def exposure(self) -> str | None:
+        """One line warning of what a bind beyond loopback lacks (TLS, a token); else None."""
+        if transport.is_loopback(self.host):
+            return None
+        gaps, risks, fixes = [], [], []
+        if self.tls is None:
+            gaps.append("TLS")
+            secrets = " and bearer tokens" if self.tokens else ""
+            risks.append(f"frames, results{secrets} cross the network in clear text")
+            fixes.append("--tls-cert/--tls-key")
+        if not self.tokens:
+            gaps.append("a bearer token")
+            risks.append("anyone who reaches the port can use the node")
+            fixes.append("--token-file")
+        if not gaps:
+            return None
+        return (
+            f"binding {self.host or 'every interface'} (reachable beyond this machine) without "
+            f"{' and without '.join(gaps)}: {'; '.join(risks)}; give {' and '.join(fixes)}"
+        )
+
+
+class StartCancelled(Exception):
+    """stop() was called while start() was still binding or loading: the node never served."""
+
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
@@ -124,7 +153,10 @@ class CloudNode:
         return self._store
 
     def start(self) -> int:
-        """Bind, serve, load every tail (health per model follows); returns the bound port."""
+        """Bind, serve, load every tail (health per model follows); returns the bound port.
+
+        Raises StartCancelled if :meth:`stop` is called meanwhile (a SIGTERM during loading).
+        """
         cfg = self.config
         transport.reuse_large_buffers(cfg.max_message_bytes)
         if cfg.threads is not None:
@@ -178,28 +210,51 @@ class CloudNode:
             self._health.set(service, NOT_SERVING)
         for tail in tails:
             self._set_model_health(tail, NOT_SERVING)
-        try:
-            self.port = transport.add_port(server, _address(cfg.host, cfg.port), cfg.tls)
-        except OSError as exc:
-            raise EdgecutError(f"cannot listen on {_address(cfg.host, cfg.port)}: {exc}") from None
-        server.start()
-        self._server = server
-        self._serving = True
+        # stop() may run at any time from a signal handler's thread: each step that would
+        # (re)open the node checks, under the same lock, that no stop has begun.
+        with self._stop_lock:
+            if self._stopping:  # stop() may have run before the batcher existed
+                self._batcher.close(drain=False, timeout_s=1.0)
+                raise StartCancelled("stopped before the port was bound")
+            try:
+                self.port = transport.add_port(server, _address(cfg.host, cfg.port), cfg.tls)
+            except OSError as exc:
+                raise EdgecutError(
+                    f"cannot listen on {_address(cfg.host, cfg.port)}: {exc}"
+                ) from None
+            server.start()
+            self._server = server
+            self._serving = True
+        exposure = cfg.exposure()
+        if exposure is not None:
+            log_event(self.log, "exposed", logging.WARNING, address=self.address, warning=exposure)
+        # Health answers NOT_SERVING from here until every tail is loaded.
+        log_event(self.log, "loading", address=self.address, port=self.port, tails=len(tails))
         started = time.monotonic()
-        for tail in tails:
+        for i, tail in enumerate(tails):
+            if self._stopping:
+                log_event(self.log, "start_cancelled", loaded=i, tails=len(tails))
+                raise StartCancelled(f"stopped after loading {i} of {len(tails)} tails")
             t0 = time.monotonic()
             tail.load()
             self._after_load(tail, time.monotonic() - t0)
-        for service in ("", INFERENCE_SERVICE, CONTROL_SERVICE):
-            self._health.set(service, SERVING)
-        if cfg.metrics_port is not None:
-            try:
-                self.metrics_port = self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
-            except OSError as exc:
-                self.stop(grace_s=0)
-                raise EdgecutError(
-                    f"cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port}: {exc}"
-                ) from None
+        metrics_error: OSError | None = None
+        with self._stop_lock:
+            if self._stopping:
+                log_event(self.log, "start_cancelled", loaded=len(tails), tails=len(tails))
+                raise StartCancelled("stopped while the tails loaded")
+            for service in ("", INFERENCE_SERVICE, CONTROL_SERVICE):
+                self._health.set(service, SERVING)
+            if cfg.metrics_port is not None:
+                try:
+                    self.metrics_port = self.metrics.serve(cfg.metrics_port, cfg.metrics_host)
+                except OSError as exc:
+                    metrics_error = exc
+        if metrics_error is not None:
+            self.stop(grace_s=0)  # outside the lock: stop() takes it
+            raise EdgecutError(
+                f"cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port}: {metrics_error}"
+            )
         log_event(
             self.log,
             "serving",

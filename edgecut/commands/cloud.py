@@ -19,8 +19,29 @@ def quiet_openmp() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr, where a user starting a node sees it."""
+    import sys
+
+    print(f"edgecut: warning: {message}", file=sys.stderr, flush=True)
+
+
+def tls_error(exc: Exception, flags: dict[str, str]) -> Exception:
+    """A ServerTLS/ClientTLS error as an EdgecutError naming the flags (``cert_file`` ->
+    ``--tls-cert``) instead of the fields."""
+    from partitioner.errors import EdgecutError
+
+    message = str(exc)
+    for field, flag in flags.items():
+        message = message.replace(field, flag)
+    return EdgecutError(message)
+
+
 def read_token_file(path: str) -> tuple[str, ...]:
-    """Bearer tokens from a file, one per line (blank lines and ``#`` comments skipped)."""
+    """Bearer tokens from a file, one per line (blank lines and ``#`` comments skipped).
+
+    A file that group or others can read is used, with a warning: a token is a password.
+    """
     from pathlib import Path
 
     from partitioner.errors import EdgecutError
@@ -44,6 +65,11 @@ def read_token_file(path: str) -> tuple[str, ...]:
     for token in tokens:
         if any(c.isspace() for c in token):
             raise EdgecutError(f"token file {p}: a token contains whitespace; one token per line")
+    mode = p.stat().st_mode & 0o777
+    if mode & 0o077:
+        warn(
+            f"token file {p} is readable by group or others (mode {mode:04o}): run `chmod 600 {p}`"
+        )
     return tokens
 
 
@@ -103,6 +129,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=run_serve)
 
 
+_SERVER_TLS_FLAGS = {
+    "ServerTLS.cert_file": "--tls-cert",
+    "ServerTLS.key_file": "--tls-key",
+    "ServerTLS.client_ca_file": "--tls-client-ca",
+}
+
+
 def run_serve(args: argparse.Namespace) -> int:
     quiet_openmp()
     import signal
@@ -122,12 +155,12 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             tls = ServerTLS(Path(args.tls_cert), Path(args.tls_key), args.tls_client_ca)
         except (OSError, ValueError) as exc:
-            raise EdgecutError(str(exc)) from None
+            raise tls_error(exc, _SERVER_TLS_FLAGS) from None
     tokens = read_token_file(args.token_file) if args.token_file else ()
     scan_repository(args.repository)  # a bad path fails here, before torch is imported
 
     from cloud_node.logs import configure
-    from cloud_node.server import CloudConfig, CloudNode
+    from cloud_node.server import CloudConfig, CloudNode, StartCancelled
 
     logger = configure(args.log_level)
     node = CloudNode(
@@ -163,7 +196,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    port = node.start()
+    exposure = node.config.exposure()
+    if exposure is not None:
+        warn(exposure)
+    try:
+        port = node.start()
+    except StartCancelled:  # a signal during start-up: stop, never serve
+        while not node.wait(timeout_s=0.5):
+            pass
+        return 0
     if args.port_file:
         tmp = Path(args.port_file + ".tmp")
         tmp.write_text(f"{port}\n")

@@ -54,6 +54,7 @@ def test_serve_and_run_with_a_token_and_a_folder_of_images(
 ) -> None:
     token = tmp_path / "token"
     token.write_text("# rotated monthly\ns3cret\n")
+    token.chmod(0o600)  # readable by others, it would draw a warning line
     cloud = spawn_cloud(["--repository", str(cli_repo), "--port", "0", "--token-file", str(token)])
     target = f"127.0.0.1:{cloud.port}"
     results = tmp_path / "results.jsonl"
@@ -83,6 +84,7 @@ def test_serve_and_run_with_a_token_and_a_folder_of_images(
 
     wrong = tmp_path / "wrong"
     wrong.write_text("guess\n")
+    wrong.chmod(0o600)
     done = edgecut(
         "edge", "run", "--repository", str(cli_repo), "--cloud", target, "--frames", "1",
         "--token-file", str(wrong),
