@@ -3,7 +3,9 @@
 Built on :func:`protos.transport.build_channel` (limits, keepalive, TLS, bearer token) with a
 short reconnect backoff, so a cloud that comes back is found within about a second. An
 optional :class:`~edge_node.throttle.TokenBucket` delays each request as an emulated uplink
-would. Every failure is a :class:`CloudError` carrying the gRPC status name.
+would. Every failure is a :class:`CloudError` carrying the gRPC status name;
+:meth:`CloudClient.explain` tells a misconfiguration (wrong CA, plaintext against TLS, a
+refused token...: an EdgecutError naming what to fix) from a cloud that is just not there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import grpc
 
 from edge_node.throttle import TokenBucket
 from partitioner.deploy import crossing
+from partitioner.errors import EdgecutError
 from protos import serde, splice, transport
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
@@ -71,8 +74,14 @@ class CloudClient:
         max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES,
         uplink: TokenBucket | None = None,
     ) -> None:
+        try:
+            transport.parse_target(target)
+        except ValueError as exc:
+            raise EdgecutError(f"cloud address {exc}") from None
         self.target = target
         self.uplink = uplink
+        self._tls = tls
+        self._has_token = token is not None
         transport.reuse_large_buffers(max_message_bytes)
         self._channel = transport.build_channel(
             target,
@@ -159,3 +168,73 @@ class CloudClient:
             )
         except grpc.RpcError as exc:
             raise CloudError(exc.code().name, exc.details() or "") from None
+
+    def explain(self, error: CloudError, timeout_s: float = 5.0) -> str:
+        """Why ``error`` happened: raises EdgecutError (one line: what to fix) when the edge's
+        configuration cannot work with this cloud, returns the reason when it is just absent.
+
+        gRPC says UNAVAILABLE alike for a refused connection, a wrong CA and plaintext against
+        TLS; for those :func:`protos.transport.probe` looks at the connection itself.
+        """
+        where = f"cloud {self.target}"
+        code, message = error.code, error.message
+        if code == "UNAUTHENTICATED":
+            if not self._has_token:
+                raise EdgecutError(
+                    f"{where} requires a bearer token: give --token-file ({message})"
+                )
+            raise EdgecutError(
+                f"{where} refused the edge: {message}: --token-file must hold a token that the "
+                "cloud's --token-file lists"
+            )
+        if code == "PERMISSION_DENIED":
+            raise EdgecutError(f"{where} refused the edge: {message}")
+        if code == "UNIMPLEMENTED":
+            raise EdgecutError(
+                f"{where} is not an edgecut cloud node ({message}): point --cloud at "
+                "`edgecut cloud serve`"
+            )
+        if code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
+            raise EdgecutError(f"{where} failed the edge's start-up check: {code}: {message}")
+        found = transport.probe(self.target, self._tls, timeout_s)
+        tls = self._tls
+        ca = f"--tls-ca {tls.root_ca_file}" if tls and tls.root_ca_file else "the system's roots"
+        if found.finding == "unreachable":
+            return found.detail
+        if found.finding == "plaintext" and tls is not None:
+            raise EdgecutError(
+                f"{where} speaks plaintext gRPC, not TLS: drop --tls/--tls-ca, or start the "
+                "cloud with --tls-cert and --tls-key"
+            )
+        if found.finding == "tls" and tls is None:
+            raise EdgecutError(
+                f"{where} speaks TLS but --tls-ca was not given: pass --tls-ca with the CA "
+                "that signed its certificate (or --tls to trust the system's roots)"
+            )
+        if found.finding == "untrusted":
+            raise EdgecutError(
+                f"{where} presents a certificate that {ca} cannot verify ({found.detail}): "
+                "pass --tls-ca with the CA that signed it"
+            )
+        if found.finding == "wrong_name":
+            raise EdgecutError(
+                f"{where} presents a certificate for another name ({found.detail}): connect "
+                "by a name it holds, or pass --tls-server-name"
+            )
+        if found.finding == "client_cert_refused":
+            if tls is None or tls.cert_file is None:
+                raise EdgecutError(
+                    f"{where} requires a client certificate (mutual TLS): pass --tls-cert and "
+                    "--tls-key"
+                )
+            raise EdgecutError(
+                f"{where} refused the client certificate --tls-cert {tls.cert_file} "
+                f"({found.detail}): it must be signed by a CA in the cloud's --tls-client-ca"
+            )
+        if found.finding == "handshake_failed":
+            raise EdgecutError(f"{where}: the TLS handshake failed: {found.detail}")
+        if found.finding == "not_grpc":
+            raise EdgecutError(
+                f"{where} is not a gRPC server: {found.detail} (is --cloud the metrics port?)"
+            )
+        return f"{code}: {message}"  # the connection looks right: a cloud busy or stopping

@@ -9,6 +9,12 @@ the whole model on the edge and marked local; the node tries the cloud again aft
 ``retry_interval_s`` with a ping, and returns to it once it answers. A frame ends as a cloud
 result, a local result, or an explicit error: never lost.
 
+Falling back is for faults after a good start only. On creation the node checks the cloud
+once (connection, TLS, token, the model and every version it holds a head for): a
+misconfiguration raises EdgecutError with one line saying what to fix, and so does a cloud
+still unreachable after ``start_timeout_s``, since answering every frame locally would hide
+a wrong address as well as an outage.
+
     node = EdgeNode(EdgeModel.load(open_model("repo")), CloudClient("host:8001"), EdgeConfig())
     summary = node.run(SyntheticSource((1, 3, 224, 224), frames=100, fps=10))
 """
@@ -33,6 +39,7 @@ from partitioner.deploy import crossing
 from partitioner.deploy.repository import Band
 from partitioner.errors import EdgecutError
 from protos import serde
+from protos.edgecut.v1 import edgecut_pb2 as cpb
 
 log = logging.getLogger("edge_node")
 
@@ -57,10 +64,12 @@ class EdgeConfig:
     hysteresis: float = 0.15  # leave a band only this far (relative) past its edges
     initial_mbps: float | None = None  # the estimate before any transfer; None: the plan's
     ewma_alpha: float = 0.3
+    start_timeout_s: float = 10.0  # wait this long for an unreachable cloud at start
 
     def __post_init__(self) -> None:
         checks = {
             "deadline_ms": self.deadline_ms > 0,
+            "start_timeout_s": self.start_timeout_s >= 0,
             "retry_interval_s": self.retry_interval_s >= 0,
             "probe_interval_s": self.probe_interval_s > 0,
             "ping_interval_s": self.ping_interval_s > 0,
@@ -210,25 +219,38 @@ class EdgeNode:
         return float(bw) if isinstance(bw, int | float) and bw > 0 else None
 
     def _check_cloud(self) -> None:
-        """The cloud's cuts must be the ones whose heads we run; a down cloud is not an error."""
+        """The start-up check (see the module doc): EdgecutError unless the cloud fits."""
         assert self.client is not None
-        try:
-            listing = self.client.list_cuts(self.model.name, timeout_s=5.0)
-        except CloudError as exc:
-            if exc.code == "NOT_FOUND":
+        client = self.client
+        deadline = time.monotonic() + self.config.start_timeout_s
+        waiting = False
+        while True:
+            try:
+                listing = client.list_cuts(self.model.name, timeout_s=5.0)
+                break
+            except CloudError as exc:
+                if exc.code == "NOT_FOUND":
+                    raise EdgecutError(
+                        f"the cloud at {client.target} does not serve model "
+                        f"{self.model.name!r} ({exc.message}): deploy the same repository to "
+                        "both nodes"
+                    ) from None
+                why = client.explain(exc)  # raises on a misconfiguration
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise EdgecutError(
-                    f"the cloud at {self.client.target} does not serve model "
-                    f"{self.model.name!r}: {exc.message}"
-                ) from None
-            if exc.code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-                raise EdgecutError(
-                    f"the cloud at {self.client.target} refused the edge: {exc.message}"
-                ) from None
-            log.warning(
-                "cloud %s not reachable at start (%s); starting locally", self.client.target, exc
-            )
-            self._mark_down(exc.code)
-            return
+                    f"cloud {client.target} cannot be reached: {why} (tried for "
+                    f"{self.config.start_timeout_s:g} s): start the cloud first, or fix --cloud"
+                )
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "cloud %s not reachable yet (%s); trying for up to %g s",
+                    client.target,
+                    why,
+                    self.config.start_timeout_s,
+                )
+            time.sleep(min(0.5, remaining))  # gRPC's reconnect backoff is capped at 1 s
         served = {cut.version: cut for m in listing.models for cut in m.cuts}
         for version, head in self.model.heads.items():
             cut = served.get(version)
@@ -237,6 +259,11 @@ class EdgeNode:
                     f"the cloud at {self.client.target} has no version {version} of model "
                     f"{self.model.name!r} (it has {', '.join(served) or 'none'}): deploy the "
                     "same repository to both nodes"
+                )
+            if cut.state == cpb.CUT_STATE_FAILED:
+                raise EdgecutError(
+                    f"the cloud at {self.client.target} failed to load version {version} of "
+                    f"model {self.model.name!r}: {cut.reason}"
                 )
             if cut.head_sha256 and cut.head_sha256 != head.sha256:
                 raise EdgecutError(

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from edgecut.args import non_negative_float, positive_float, positive_int
-from edgecut.commands.cloud import default_threads, quiet_openmp, read_token_file
+from edgecut.commands.cloud import default_threads, quiet_openmp, read_token_file, tls_error
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--tls-server-name", help="expected name in the cloud's certificate")
     run.add_argument("--token-file", metavar="FILE", help="bearer token (first line)")
     run.add_argument(
+        "--start-timeout-s",
+        type=non_negative_float,
+        default=10.0,
+        help="wait this long for an unreachable cloud at start, then exit 2 (default 10)",
+    )
+    run.add_argument(
         "--emulate-mbps", type=positive_float, help="emulate an uplink of this rate (token bucket)"
     )
     run.add_argument(
@@ -61,10 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(run=run_edge)
 
 
+_CLIENT_TLS_FLAGS = {
+    "ClientTLS.root_ca_file": "--tls-ca",
+    "ClientTLS.cert_file": "--tls-cert",
+    "ClientTLS.key_file": "--tls-key",
+}
+
+
 def client_tls(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
-    from partitioner.errors import EdgecutError
     from protos.transport import ClientTLS
 
     if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
@@ -77,14 +89,19 @@ def client_tls(args: argparse.Namespace) -> Any:
             server_name_override=args.tls_server_name,
         )
     except (OSError, ValueError) as exc:
-        raise EdgecutError(str(exc)) from None
+        raise tls_error(exc, _CLIENT_TLS_FLAGS) from None
 
 
 def run_edge(args: argparse.Namespace) -> int:
     quiet_openmp()
     import json
     import logging
+    import os
     import sys
+
+    # gRPC's C core logs every failed TLS handshake at INFO on stderr; the start-up check
+    # says what is wrong in one line instead. Set before grpc is imported.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
     from edgecut.output import print_json
     from partitioner.deploy.repository import open_model
@@ -116,6 +133,7 @@ def run_edge(args: argparse.Namespace) -> int:
         deadline_ms=args.deadline_ms,
         fallback=not args.no_fallback,
         initial_mbps=args.initial_mbps,
+        start_timeout_s=args.start_timeout_s,
     )
     results_file = open(args.results, "w") if args.results else None  # noqa: SIM115
     try:

@@ -74,8 +74,11 @@ def test_a_lossy_codec_sends_fewer_bytes_and_stays_close(
 def test_no_cloud_means_local_answers_and_counted_fallbacks(
     repo: Any, edge_model: EdgeModel, closed_port: str
 ) -> None:
+    # The start-up check would refuse an absent cloud (tests/edge_node/test_startup.py); these
+    # are the frames of a cloud lost after a good start.
     with CloudClient(closed_port) as client:
-        node = EdgeNode(edge_model, client, EdgeConfig(version="1", retry_interval_s=0.0))
+        config = EdgeConfig(version="1", retry_interval_s=0.0)
+        node = EdgeNode(edge_model, client, config, check_cloud=False)
         results, frames = _run(node, 5)
     assert [r.where for r in results] == ["local"] * 5
     assert _max_rel(repo, results, frames) < 1e-5
@@ -92,7 +95,7 @@ def test_without_a_local_model_or_with_fallback_off_frames_are_explicit_errors(
             (no_local, EdgeConfig(version="1")),
             (edge_model, EdgeConfig(version="1", fallback=False)),
         ]:
-            node = EdgeNode(model, client, config)
+            node = EdgeNode(model, client, config, check_cloud=False)
             results, _ = _run(node, 3)
             assert [r.where for r in results] == ["error"] * 3
             assert all(r.error for r in results) and node.summary()["error_frames"] == 3
