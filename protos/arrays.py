@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from protos.errors import TensorWireError
+from protos.errors import TensorWireError, clip
 from protos.inference import grpc_service_pb2 as pb
 
 __all__ = [
@@ -98,7 +98,7 @@ def dtype_of(datatype: str, *, name: str = "", role: str = "tensor") -> np.dtype
         return DATATYPES[datatype]
     except KeyError:
         reason = _UNSUPPORTED.get(
-            datatype, f"unknown datatype {datatype!r}; expected one of {', '.join(DATATYPES)}"
+            datatype, f"unknown datatype {clip(datatype)!r}; expected one of {', '.join(DATATYPES)}"
         )
         raise TensorWireError(_where(role, name) + reason, tensor=name or None) from None
 
@@ -287,4 +287,4 @@ def _contents_field(datatype: str, name: str, role: str) -> str:
 
 
 def _where(role: str, name: str) -> str:
-    return f"{role} {name!r}: " if name else f"{role}: "
+    return f"{role} {clip(name)!r}: " if name else f"{role}: "

@@ -22,7 +22,7 @@ from protos.arrays import (
     array_to_raw_view,
     tensor_nbytes,
 )
-from protos.errors import TensorWireError
+from protos.errors import TensorWireError, clip
 from protos.inference import grpc_service_pb2 as pb
 
 __all__ = [
@@ -89,7 +89,7 @@ def parameters_from_proto(params: Mapping[str, pb.InferParameter]) -> dict[str, 
         param = params[key]
         choice = param.WhichOneof("parameter_choice")
         if choice is None:
-            raise TensorWireError(f"parameter {key!r} has no value set")
+            raise TensorWireError(f"parameter {clip(key)!r} has no value set")
         out[key] = getattr(param, choice)
     return out
 
@@ -289,7 +289,7 @@ def _decode_tensors(
     for t in tensors:
         if _SHARED_MEMORY_PARAM in t.parameters:
             raise TensorWireError(
-                f"{role} {t.name!r}: shared-memory tensors are not supported; send the data "
+                f"{role} {clip(t.name)!r}: shared-memory tensors are not supported; send the data "
                 f"in {raw_field}",
                 tensor=t.name,
             )
@@ -309,7 +309,7 @@ def _decode_tensors(
         for t in tensors:
             if t.HasField("contents"):
                 raise TensorWireError(
-                    f"{role} {t.name!r} has typed contents while the message uses {raw_field}; "
+                    f"{role} {clip(t.name)!r} has typed contents while the message uses {raw_field}; "
                     "the protocol allows one form or the other, not both",
                     tensor=t.name,
                 )
@@ -324,7 +324,7 @@ def _decode_tensors(
             member = CONTENTS_FIELDS.get(t.datatype, "")
             where = f"contents.{member} or {raw_field}" if member else raw_field
             raise TensorWireError(
-                f"{role} {t.name!r}: shape {list(t.shape)} of {t.datatype} carries no data; "
+                f"{role} {clip(t.name)!r}: shape {list(t.shape)} of {t.datatype} carries no data; "
                 f"expected it in {where}",
                 tensor=t.name,
             )
@@ -346,5 +346,5 @@ def _reject_duplicates(names: Sequence[str], role: str) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise TensorWireError(f"{role} name {name!r} appears more than once", tensor=name)
+            raise TensorWireError(f"{role} name {clip(name)!r} appears more than once", tensor=name)
         seen.add(name)
