@@ -12,7 +12,8 @@ stage first packs sparse tensors as a bitmap of non-zeros plus the non-zero valu
 (half of a post-ReLU feature map is zero, and lz4 has no entropy coder to exploit
 that by itself), then compresses. How much it saves depends on the features, so a
 registered codec carries a typical figure and :func:`measure_codec` returns a copy
-priced on real tensors: the ratio and the time the cost model then charges.
+priced on real tensors: the ratio and the time the cost model then charges. Decoding believes
+only the declared shape: a stage never decompresses more than that shape can hold.
 """
 
 from __future__ import annotations
@@ -202,11 +203,27 @@ def _zstd_compress(data: bytes) -> bytes:
     ).compress(data)
 
 
+# The largest window a zstd encoder picks at any level up to 19 (level 1, ours, uses at most
+# 512 KiB). A frame that asks for more than this and more than its content can need is refused
+# before its decoder allocates the window.
+_ZSTD_MAX_WINDOW_BYTES = 8 * 1024 * 1024
+
+
 def _zstd_decompress(data: bytes, size: int) -> bytes:
+    """Exactly one zstd frame of at most ``size`` bytes; anything larger is refused unread."""
     import zstandard
 
     try:
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=max(size, 1))
+        # A frame may carry its own content size, which zstandard trusts over max_output_size
+        # and allocates at once: a lie there must be refused before it is believed.
+        declared = zstandard.get_frame_parameters(data).content_size
+        if declared not in (zstandard.CONTENTSIZE_UNKNOWN, size):
+            raise CodecError(f"zstd frame announces {declared} bytes, the stage header {size}")
+        window = max(_ZSTD_MAX_WINDOW_BYTES, 1 << max(size - 1, 0).bit_length())
+        decompressor = zstandard.ZstdDecompressor(max_window_size=window)
+        # max_output_size bounds the output of a frame without a content size: one that would
+        # decode to more fails instead ("did not decompress full frame").
+        return decompressor.decompress(data, max_output_size=max(size, 1), allow_extra_data=False)
     except zstandard.ZstdError as exc:
         raise CodecError(f"zstd payload does not decompress: {exc}") from None
 
@@ -218,11 +235,13 @@ def _lz4_compress(data: bytes) -> bytes:
 
 
 def _lz4_decompress(data: bytes, size: int) -> bytes:
+    """One lz4 block of at most ``size`` bytes: the output buffer is ``size``, never more."""
     import lz4.block
 
     if size == 0:
         return b""
     try:
+        # A block that would decode past uncompressed_size fails rather than grows the buffer.
         return lz4.block.decompress(data, uncompressed_size=size)
     except lz4.block.LZ4BlockError as exc:
         raise CodecError(f"lz4 payload does not decompress: {exc}") from None
@@ -292,9 +311,10 @@ def _unpack(
     nbitmap = math.ceil(count / 8)
     if len(body) < nbitmap:
         raise CodecError(f"sparse payload of {len(body)} bytes is shorter than its bitmap")
+    # (count,) bytes 0/1 viewed as bools: no second copy of a mask as large as the tensor.
     mask = np.unpackbits(
         np.frombuffer(body[:nbitmap], dtype=np.uint8), count=count, bitorder="little"
-    ).astype(bool)
+    ).view(bool)
     kept = np.frombuffer(body[nbitmap:], dtype=wire)
     if kept.size != int(mask.sum()) or len(body) != nbitmap + kept.size * wire.itemsize:
         raise CodecError(

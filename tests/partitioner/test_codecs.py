@@ -135,3 +135,56 @@ def test_existing_codec_names_keep_their_wire_format() -> None:
 def test_unknown_codec() -> None:
     with pytest.raises(EdgecutError, match="unknown codec 'int9'"):
         CODECS.get("int9")
+
+
+# -- decompression is bounded by what the header declares -------------------------------
+
+
+def _zstd_frame(size: int, *, content_size: bool) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1, write_content_size=content_size).compress(bytes(size))
+
+
+def _lz4_block(size: int) -> bytes:
+    import lz4.block
+
+    return lz4.block.compress(bytes(size), store_size=False)
+
+
+_BIG = 32 * 1024 * 1024  # what each lying stream expands to; the tensor declares 1 KiB
+# Streams that decode to more than the stage header declares (or carry a second frame):
+# (codec, compressed body) pairs, every one refused.
+_LYING_STREAMS = {
+    "zstd frame announcing more than the header": ("zstd", _zstd_frame(_BIG, content_size=True)),
+    "zstd frame without a size, longer than the header": (
+        "zstd",
+        _zstd_frame(_BIG, content_size=False),
+    ),
+    "zstd frame followed by a second one": (
+        "zstd",
+        _zstd_frame(1024, content_size=False) + _zstd_frame(1024, content_size=False),
+    ),
+    "lz4 block longer than the header": ("lz4", _lz4_block(_BIG)),
+}
+
+
+@pytest.mark.parametrize("case", list(_LYING_STREAMS))
+def test_a_stream_is_never_decompressed_past_its_declared_size(case: str) -> None:
+    import struct
+    import tracemalloc
+
+    name, body = _LYING_STREAMS[case]
+    x = np.zeros((1, 4, 8, 8), dtype=np.float32)  # 1 KiB declared
+    enc = CODECS.get(name).encode(x)
+    # The stage header: flags (0: dense) and the body's decompressed bytes, here the tensor's.
+    lie = dataclasses.replace(enc, payload=struct.pack("<BI", 0, x.nbytes) + body)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CodecError):
+            CODECS.get(name).decode(lie)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Refused with at most the declared kilobyte allocated, not the 32 MiB the stream holds.
+    assert peak_bytes < 256 * 1024, peak_bytes
