@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from partitioner.codecs import CODECS, EncodedTensor
-from partitioner.errors import EdgecutError
+from partitioner.errors import EdgecutError, unknown_name
 from partitioner.model.graph import TensorSpec
+from protos.errors import clip
 from protos.serde import ParamValue
 
 CODEC_PARAM = "edgecut.codec"
@@ -53,6 +54,10 @@ _MAX_COMPANIONS = 8
 _WIRE_DTYPES = frozenset(
     {"float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "int64"}
 )
+# A dimension in edgecut.shape: at most 19 digits (int64), a sign and a comma.
+_DIM_CHARS = 21
+# Dimensions of a client's shape quoted in a message; the rank says how many more there were.
+_SHOWN_DIMS = 8
 
 
 class CrossingError(EdgecutError):
@@ -92,6 +97,18 @@ def describe(spec: TensorSpec) -> str:
 
 def companion_name(tensor: str, param: str) -> str:
     return f"{tensor}{COMPANION_SEPARATOR}{param}"
+
+
+def _shown(value: object) -> str:
+    """A value a client sent, for a message: strings clipped, shapes cut to their first dims."""
+    if isinstance(value, str):
+        return repr(clip(value))
+    if isinstance(value, tuple | list) and len(value) > _SHOWN_DIMS:
+        head = ", ".join(str(d) for d in value[:_SHOWN_DIMS])
+        return f"[{head}, ... ({len(value)} dimensions)]"
+    if isinstance(value, tuple):
+        return str(list(value))
+    return repr(value)
 
 
 # ------------------------------------------------------------------------ edge side
@@ -137,15 +154,17 @@ def _shape_param(spec: TensorSpec, value: ParamValue | None) -> tuple[int, ...]:
     if not isinstance(value, str):
         raise CrossingError(
             f"input {spec.name!r}: parameter {SHAPE_PARAM} must be a string such as "
-            f"'{','.join(str(d) for d in spec.shape)}', got {value!r}",
+            f"'{','.join(str(d) for d in spec.shape)}', got {_shown(value)}",
             tensor=spec.name,
         )
     try:
+        if len(value) > _DIM_CHARS * len(spec.shape):  # too long for the cut's rank: not parsed
+            raise ValueError(value)
         dims = tuple(int(d) for d in value.split(",")) if value else ()
     except ValueError:
         raise CrossingError(
-            f"input {spec.name!r}: parameter {SHAPE_PARAM} must be comma-separated integers, "
-            f"got {value!r}",
+            f"input {spec.name!r}: parameter {SHAPE_PARAM} must be {len(spec.shape)} "
+            f"comma-separated integers, got {_shown(value)}",
             tensor=spec.name,
         ) from None
     return dims
@@ -156,24 +175,24 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...], max_batch: int, what:
     expected = [-1, *spec.shape[1:]]
     if any(d < 0 for d in shape):
         raise CrossingError(
-            f"input {spec.name!r}: {what} {list(shape)} has a negative dimension; expected "
+            f"input {spec.name!r}: {what} {_shown(shape)} has a negative dimension; expected "
             f"{expected} with a concrete batch >= 1 in place of -1",
             tensor=spec.name,
         )
     if len(shape) != len(spec.shape):
         raise CrossingError(
-            f"input {spec.name!r}: {what} {list(shape)}, expected {expected} (any batch >= 1)",
+            f"input {spec.name!r}: {what} {_shown(shape)}, expected {expected} (any batch >= 1)",
             tensor=spec.name,
         )
     if tuple(shape[1:]) != tuple(spec.shape[1:]):
         raise CrossingError(
-            f"input {spec.name!r}: {what} {list(shape)} does not match the cut's {expected}",
+            f"input {spec.name!r}: {what} {_shown(shape)} does not match the cut's {expected}",
             tensor=spec.name,
         )
     batch = shape[0]
     if batch < 1:
         raise CrossingError(
-            f"input {spec.name!r}: {what} {list(shape)} has batch {batch}, expected >= 1",
+            f"input {spec.name!r}: {what} {_shown(shape)} has batch {batch}, expected >= 1",
             tensor=spec.name,
         )
     if batch > max_batch:
@@ -225,7 +244,8 @@ def check_inputs(
     unknown = [t.name for t in inputs if t.name not in allowed]
     if unknown:
         raise CrossingError(
-            f"unexpected input {unknown[0]!r}: {where} takes inputs {expected}", tensor=unknown[0]
+            f"unexpected input {_shown(unknown[0])}: {where} takes inputs {expected}",
+            tensor=unknown[0],
         )
     if len(set(batches.values())) > 1:
         raise CrossingError(
@@ -239,14 +259,14 @@ def _param_names(spec: TensorSpec, parameters: Mapping[str, ParamValue]) -> list
     if not isinstance(value, str):
         raise CrossingError(
             f"input {spec.name!r}: parameter {PARAMS_PARAM} must be a comma-separated string, "
-            f"got {value!r}",
+            f"got {_shown(value)}",
             tensor=spec.name,
         )
     names = [p for p in value.split(",") if p]
     if len(names) > _MAX_COMPANIONS or len(set(names)) != len(names):
         raise CrossingError(
             f"input {spec.name!r}: parameter {PARAMS_PARAM} must name at most "
-            f"{_MAX_COMPANIONS} distinct arrays, got {value!r}",
+            f"{_MAX_COMPANIONS} distinct arrays, got {_shown(value)}",
             tensor=spec.name,
         )
     return names
@@ -258,19 +278,19 @@ def _check_encoded(
     codec = tensor.parameters[CODEC_PARAM]
     if not isinstance(codec, str):
         raise CrossingError(
-            f"input {spec.name!r}: parameter {CODEC_PARAM} must be a codec name, got {codec!r}",
+            f"input {spec.name!r}: parameter {CODEC_PARAM} must be a codec name, "
+            f"got {_shown(codec)}",
             tensor=spec.name,
         )
-    try:
-        CODECS.get(codec)
-    except EdgecutError as exc:
-        raise CrossingError(f"input {spec.name!r}: {exc}", tensor=spec.name) from None
+    if codec not in CODECS:
+        unknown = unknown_name("codec", clip(codec), CODECS.names())
+        raise CrossingError(f"input {spec.name!r}: {unknown}", tensor=spec.name)
     shape = _shape_param(spec, tensor.parameters.get(SHAPE_PARAM))
     batch = _check_shape(spec, shape, max_batch, f"parameter {SHAPE_PARAM}")
     wire = tensor.parameters.get(WIRE_DTYPE_PARAM)
     if wire not in _WIRE_DTYPES:
         raise CrossingError(
-            f"input {spec.name!r}: parameter {WIRE_DTYPE_PARAM} is {wire!r}, expected one of "
+            f"input {spec.name!r}: parameter {WIRE_DTYPE_PARAM} is {_shown(wire)}, expected one of "
             f"{', '.join(sorted(_WIRE_DTYPES))}",
             tensor=spec.name,
         )
@@ -280,7 +300,7 @@ def _check_encoded(
     if not (as_tensor or as_stream):
         raise CrossingError(
             f"input {spec.name!r}: codec {codec!r} payload is {oip_datatype(tensor.dtype)} "
-            f"{list(tensor.shape)}, expected {oip_datatype(wire)} {list(shape)} (or a UINT8 "
+            f"{_shown(tensor.shape)}, expected {oip_datatype(wire)} {list(shape)} (or a UINT8 "
             f"byte stream [n])",
             tensor=spec.name,
         )
@@ -290,15 +310,20 @@ def _check_encoded(
         companion = by_name.get(name)
         if companion is None:
             raise CrossingError(
-                f"input {spec.name!r}: codec {codec!r} names array {param!r} in "
-                f"{PARAMS_PARAM}, but input {name!r} is missing",
+                f"input {spec.name!r}: codec {codec!r} names array {_shown(param)} in "
+                f"{PARAMS_PARAM}, but input {_shown(name)} is missing",
                 tensor=spec.name,
             )
-        if companion.dtype.kind not in "fiu" or math.prod(companion.shape) > max(elements, 64):
+        # The rank first: a product over a million dimensions is itself the attack.
+        if (
+            companion.dtype.kind not in "fiu"
+            or len(companion.shape) > len(spec.shape)
+            or math.prod(companion.shape) > max(elements, 64)
+        ):
             raise CrossingError(
-                f"input {name!r}: expected a small numeric array (at most one value per "
+                f"input {_shown(name)}: expected a small numeric array (at most one value per "
                 f"element of {spec.name!r}), got {oip_datatype(companion.dtype)} "
-                f"{list(companion.shape)}",
+                f"{_shown(companion.shape)}",
                 tensor=name,
             )
     return batch
