@@ -8,6 +8,11 @@ While a batch runs, new requests queue, so a busy server batches more without wa
 
 One worker because a CPU tail already uses every core torch is given: two batches at once
 would only fight over them.
+
+The queue holds at most ``max_queue_frames`` frames. A caller that has yet to decode its
+inputs first :meth:`Batcher.reserve` s room for the frames it declares, so a request the queue
+cannot take is refused before its bytes are decompressed, and frames being decoded count
+against the limit as much as frames already queued.
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ RunFn = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 
 
 class QueueFull(Exception):
-    """The batcher holds ``max_queue_frames`` frames already: the caller should back off."""
+    """The queue holds too many frames to take a request now: the caller should back off."""
+
+
+class BatchTooLarge(Exception):
+    """A request of more frames than the whole queue holds: it will never fit, split it."""
 
 
 class BatcherClosed(Exception):
@@ -40,6 +49,34 @@ class BatchResult:
     queue_s: float  # from submit to the start of its batch
     compute_s: float  # the whole batch's run
     batch_frames: int  # frames in the batch it ran in
+
+
+class Reservation:
+    """Room held in the queue for a request's frames; pass it to ``submit`` or ``release`` it.
+
+    As a context manager it releases the room on exit unless ``submit`` took it.
+    """
+
+    def __init__(self, batcher: Batcher, frames: int) -> None:
+        self.frames = frames
+        self._batcher: Batcher | None = batcher
+
+    def release(self) -> None:
+        """Give the room back (once; after ``submit`` took it, nothing to do)."""
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            batcher._unreserve(self.frames)
+
+    def _take(self, batcher: Batcher) -> None:
+        if self._batcher is not batcher:
+            raise ValueError("this reservation was released, used, or made by another batcher")
+        self._batcher = None
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclass
@@ -75,6 +112,7 @@ class Batcher:
         self._on_batch = on_batch
         self._queues: dict[Hashable, collections.deque[_Pending]] = {}
         self._queued_frames = 0
+        self._reserved_frames = 0  # admitted by reserve(), still being decoded
         self._cond = threading.Condition()
         self._closed = False
         self._busy = False  # a batch is running (on the worker or inline): one at a time
@@ -86,6 +124,36 @@ class Batcher:
         with self._cond:
             return self._queued_frames
 
+    def reserve(self, frames: int) -> Reservation:
+        """Hold room for a request of ``frames`` frames before its inputs are decoded.
+
+        Raises :class:`BatchTooLarge` when ``frames`` exceeds ``max_queue_frames``,
+        :class:`QueueFull` when the frames queued (or reserved) leave no room now, and
+        :class:`BatcherClosed` once closing.
+        """
+        with self._cond:
+            self._admit(frames)
+            self._reserved_frames += frames
+        return Reservation(self, frames)
+
+    def _admit(self, frames: int) -> None:
+        """Refuse ``frames`` more unless the queue has room for them (caller holds the lock)."""
+        if self._closed:
+            raise BatcherClosed("the server is shutting down")
+        if frames > self.max_queue_frames:
+            raise BatchTooLarge(
+                f"batch of {frames} frames exceeds the queue limit of "
+                f"{self.max_queue_frames} frames"
+            )
+        held = self._queued_frames + self._reserved_frames
+        if held + frames > self.max_queue_frames:
+            # held >= 1 here, since frames alone fit: "busy" means the queue holds frames.
+            raise QueueFull(f"{held} frames are queued (limit {self.max_queue_frames})")
+
+    def _unreserve(self, frames: int) -> None:
+        with self._cond:
+            self._reserved_frames -= frames
+
     def submit(
         self,
         key: Hashable,
@@ -93,22 +161,28 @@ class Batcher:
         run: RunFn,
         *,
         max_batch: int | None = None,
+        reservation: Reservation | None = None,
     ) -> Future[BatchResult]:
         """Queue one request (every input with the same leading batch) for ``run``.
 
         ``max_batch`` lowers the batch limit for this key (a tail exported for batch 1 only).
+        With a ``reservation`` for the same frames the room is already held; without one the
+        queue limit is checked here (:class:`BatchTooLarge`, :class:`QueueFull`).
         """
         frames = int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1
+        if reservation is not None and reservation.frames != frames:
+            raise ValueError(f"a reservation of {reservation.frames} frames for {frames}")
         pending = _Pending(
             inputs, frames, run, min(self.max_batch, max_batch or self.max_batch), time.monotonic()
         )
         with self._cond:
-            if self._closed:
+            if reservation is None:
+                self._admit(frames)
+            elif self._closed:
                 raise BatcherClosed("the server is shutting down")
-            if self._queued_frames + frames > self.max_queue_frames:
-                raise QueueFull(
-                    f"{self._queued_frames} frames are queued (limit {self.max_queue_frames})"
-                )
+            else:
+                reservation._take(self)
+                self._reserved_frames -= frames
             # Nothing to wait for and nobody to batch with: run in the caller's thread,
             # which saves the two thread hand-offs a lone request would otherwise pay.
             inline = self.timeout_s == 0 and not self._busy and not self._queued_frames

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from cloud_node.batcher import Batcher, BatcherClosed, QueueFull
+from cloud_node.batcher import Batcher, BatcherClosed, BatchTooLarge, QueueFull
 
 
 class Recorder:
@@ -163,6 +163,52 @@ def test_without_a_window_a_lone_request_runs_in_the_callers_thread() -> None:
         caller.join(30)
         assert [f.result(30).batch_frames for f in queued] == [3, 3, 3]
     finally:
+        batcher.close()
+
+
+def test_a_batch_larger_than_the_queue_is_refused_naming_the_limit_not_as_busy() -> None:
+    batcher = Batcher(max_batch=2, timeout_s=1e-4, max_queue_frames=4)
+    try:
+        message = "batch of 5 frames exceeds the queue limit of 4 frames"
+        with pytest.raises(BatchTooLarge, match=message):
+            batcher.reserve(5)
+        with pytest.raises(BatchTooLarge, match=message):
+            batcher.submit("t", _rows(1, n=5), Recorder())
+        # Exactly the limit fits an empty queue.
+        assert batcher.submit("t", _rows(1, n=4), Recorder()).result(30).batch_frames == 4
+    finally:
+        batcher.close()
+
+
+def test_reserved_frames_count_against_the_queue_until_submitted_or_released() -> None:
+    gate = threading.Event()
+    run = Recorder(gate)
+    batcher = Batcher(max_batch=8, timeout_s=1e-4, max_queue_frames=4)
+    try:
+        running = batcher.submit("t", _rows(0), run)  # the worker is busy from here on
+        assert run.entered.wait(30)
+        held = batcher.reserve(3)  # a request still decoding its 3 frames
+        with pytest.raises(QueueFull, match="3 frames are queued \\(limit 4\\)"):
+            batcher.reserve(2)
+        with pytest.raises(QueueFull):
+            batcher.submit("t", _rows(1, n=2), run)
+        with batcher.reserve(1) as unused:  # a request that fails to decode gives its room back
+            assert unused.frames == 1
+        with pytest.raises(ValueError, match="reservation of 3 frames for 2"):
+            batcher.submit("t", _rows(1, n=2), run, reservation=held)
+        queued = batcher.submit("t", _rows(1, n=3), run, reservation=held)
+        assert batcher.queued_frames == 3
+        with pytest.raises(ValueError, match="released, used"):
+            batcher.submit("t", _rows(1, n=3), run, reservation=held)
+        held.release()  # already used by submit: gives nothing back twice
+        with pytest.raises(QueueFull, match="3 frames are queued"):
+            batcher.reserve(2)
+        gate.set()
+        assert running.result(30).outputs and queued.result(30).batch_frames == 3
+        with batcher.reserve(4):  # all of it is free again
+            pass
+    finally:
+        gate.set()
         batcher.close()
 
 
