@@ -6,6 +6,13 @@ cut's manifest (input names, datatypes, shapes, then byte counts, then the codec
 before torch sees it, queued to the :class:`~cloud_node.batcher.Batcher`, and answered with
 the tail's outputs plus ``edgecut.queue_ms`` / ``edgecut.compute_ms`` / ``edgecut.batch_frames``
 parameters that the edge uses to separate server time from network time.
+
+What a request costs is decided from what it declares before a byte is decoded: its batch
+against the model's limit, its decoded size against ``max_request_bytes``, its reply against
+``max_message_bytes``, its frames against the queue (reserved before decoding, so a request
+that cannot queue is never decompressed).
+Names a client sends reach metrics only if the repository serves them, and reach messages and
+logs clipped (:func:`protos.errors.clip`).
 """
 
 from __future__ import annotations
@@ -20,18 +27,22 @@ from typing import Any
 import grpc
 import numpy as np
 
-from cloud_node.batcher import Batcher, BatcherClosed, QueueFull
+from cloud_node.batcher import Batcher, BatcherClosed, BatchTooLarge, QueueFull, Reservation
 from cloud_node.logs import log_event
-from cloud_node.metrics import NodeMetrics
+from cloud_node.metrics import UNKNOWN, NodeMetrics
 from cloud_node.models import READY, ModelStore, NotFound, Tail, Unavailable
 from partitioner.deploy import crossing
 from partitioner.errors import EdgecutError
 from protos import arrays, serde, splice
-from protos.errors import TensorWireError
+from protos.errors import ECHO_CHARS, TensorWireError, clip
 from protos.inference import grpc_service_pb2 as pb
 from protos.inference import grpc_service_pb2_grpc as pb_grpc
 
 PLATFORM = "edgecut_torch_export"
+# Status details travel in a trailer that gRPC clients refuse above 16 KiB (and may refuse above
+# 8 KiB), percent-encoded: 2 KiB of UTF-8 stays under both, so an error stays its own status
+# instead of turning into the client's RESOURCE_EXHAUSTED.
+_MAX_DETAILS_BYTES = 2048
 
 
 class InFlight:
@@ -64,6 +75,9 @@ def _remaining(context: Any) -> float | None:
 
 class _Abort(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        encoded = message.encode()
+        if len(encoded) > _MAX_DETAILS_BYTES:
+            message = encoded[:_MAX_DETAILS_BYTES].decode(errors="ignore") + "\u2026"
         super().__init__(message)
         self.code = code
 
@@ -92,6 +106,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         logger: logging.Logger,
         *,
         max_request_bytes: int,
+        max_message_bytes: int | None = None,
         serving: Callable[[], bool],
         in_flight: InFlight,
     ) -> None:
@@ -101,6 +116,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self._metrics = metrics
         self._log = logger
         self._max_request_bytes = max_request_bytes
+        self._max_message_bytes = max_message_bytes  # of a reply; None: not checked
         self._serving = serving
 
     # ------------------------------------------------------------------ health-like
@@ -129,7 +145,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: Any
     ) -> pb.ModelMetadataResponse:
         try:
-            tail = self._lookup(request.name, request.version, need_ready=False)
+            tail = self._lookup(*self._asked(request.name, request.version), need_ready=False)
         except _Abort as exc:
             context.abort(exc.code, str(exc))
         response = pb.ModelMetadataResponse(
@@ -206,6 +222,29 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             except _Abort as exc:
                 yield pb.ModelStreamInferResponse(error_message=f"{exc.code.name}: {exc}")
 
+    def _asked(self, model: str, version: str) -> tuple[str, str]:
+        """The model and version a request names, clipped unless the repository serves them.
+
+        A long name the store does not hold is unknown whatever follows its first characters,
+        so the store is asked for the clipped name and its NOT_FOUND echoes no more than that.
+        """
+        if len(model) > ECHO_CHARS and model not in self._store.models():
+            model = clip(model)
+        if len(version) > ECHO_CHARS and version not in self._store.versions(model):
+            version = clip(version)
+        return model, version
+
+    def _series(self, model: str, version: str) -> dict[str, str]:
+        """Metric labels of a request: the served model and version it names, else UNKNOWN."""
+        try:
+            tail = self._store.find(model, version)
+        except NotFound:
+            return {
+                "model": model if model in self._store.models() else UNKNOWN,
+                "version": UNKNOWN,
+            }
+        return {"model": tail.model, "version": tail.version}
+
     def _lookup(self, model: str, version: str, *, need_ready: bool = True) -> Tail:
         try:
             if not need_ready:
@@ -225,21 +264,22 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         remaining_s: float | None,
     ) -> serde.InferResponse:
         started = time.monotonic()
-        labels = {"model": msg.model_name, "version": msg.model_version}
+        model, version = self._asked(msg.model_name, msg.model_version)
         self._metrics.in_flight.inc()
         try:
-            tail = self._lookup(msg.model_name, msg.model_version)
-            labels["version"] = tail.version
+            tail = self._lookup(model, version)
+            labels = {"model": tail.model, "version": tail.version}
             response, frames = self._infer_tail(tail, msg, raws, remaining_s)
         except _Abort as exc:
+            labels = self._series(model, version)
             self._count(labels, exc.code, started)
             log_event(
                 self._log,
                 "request_failed",
                 logging.WARNING,
-                model=msg.model_name,
-                version=labels["version"],
-                id=msg.id,
+                model=model,
+                version=version if labels["version"] == UNKNOWN else labels["version"],
+                id=clip(msg.id),
                 code=exc.code.name,
                 message=str(exc),
             )
@@ -285,18 +325,32 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                     f"limit of {self._max_request_bytes} bytes per request",
                     code="RESOURCE_EXHAUSTED",
                 )
-            request = serde.request_from_parts(msg, raws, max_bytes=self._max_request_bytes)
-            outputs_wanted = self._requested_outputs(tail, request.requested_outputs)
-            inputs = crossing.decode_inputs(request.inputs, request.input_parameters, specs)
+            outputs_wanted = self._requested_outputs(tail, tuple(o.name for o in msg.outputs))
+            wanted = set(outputs_wanted or (s.name for s in tail.outputs))
+            reply_bytes = batch * sum(s.bytes for s in tail.outputs if s.name in wanted)
+            if self._max_message_bytes is not None and reply_bytes > self._max_message_bytes:
+                raise crossing.CrossingError(
+                    f"batch {batch} answers with {reply_bytes} bytes of outputs, above this "
+                    f"server's message limit of {self._max_message_bytes} bytes",
+                    code="RESOURCE_EXHAUSTED",
+                )
         except (TensorWireError, crossing.CrossingError) as exc:
             raise _Abort(_status(exc.code), str(exc)) from None
 
-        try:
-            future = self._batcher.submit(tail, inputs, tail.run, max_batch=tail.max_batch)
-        except QueueFull as exc:
-            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}") from None
-        except BatcherClosed as exc:
-            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+        # Room in the queue is held before anything is decoded: a request the queue cannot
+        # take now (or ever) is refused on its declared batch, its payload never decompressed.
+        with self._reserve(batch) as reservation:
+            try:
+                request = serde.request_from_parts(msg, raws, max_bytes=self._max_request_bytes)
+                inputs = crossing.decode_inputs(request.inputs, request.input_parameters, specs)
+            except (TensorWireError, crossing.CrossingError) as exc:
+                raise _Abort(_status(exc.code), str(exc)) from None
+            try:
+                future = self._batcher.submit(
+                    tail, inputs, tail.run, max_batch=tail.max_batch, reservation=reservation
+                )
+            except BatcherClosed as exc:
+                raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         try:
             result = future.result(timeout=remaining_s)
         except FutureTimeout:
@@ -330,14 +384,24 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         )
         return response, batch
 
+    def _reserve(self, frames: int) -> Reservation:
+        try:
+            return self._batcher.reserve(frames)
+        except BatchTooLarge as exc:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        except QueueFull as exc:
+            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}") from None
+        except BatcherClosed as exc:
+            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+
     @staticmethod
     def _requested_outputs(tail: Tail, requested: tuple[str, ...]) -> list[str]:
         names = [s.name for s in tail.outputs]
         unknown = [n for n in requested if n not in names]
         if unknown:
             raise crossing.CrossingError(
-                f"requested output {unknown[0]!r} does not exist: model {tail.model!r} version "
-                f"{tail.version} has outputs {names}"
+                f"requested output {clip(unknown[0])!r} does not exist: model {tail.model!r} "
+                f"version {tail.version} has outputs {names}"
             )
         return list(requested)
 

@@ -1,7 +1,9 @@
 """Prometheus metrics of a cloud node: requests, batch sizes, queue and compute time, errors.
 
 Each :class:`NodeMetrics` has its own registry (several nodes may share a process in tests);
-:meth:`NodeMetrics.serve` exposes it over HTTP at ``/metrics``.
+:meth:`NodeMetrics.serve` exposes it over HTTP at ``/metrics``. Series are labelled only with
+the models and versions the repository serves: any other name a client sends is counted under
+:data:`UNKNOWN`, so that clients cannot grow the registry one invented name at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+# The model or version label of a request for a name the repository does not serve. A
+# repository name starts with a letter or digit and a version is a number: no collision.
+UNKNOWN = "_unknown"
 # Batches are at most a few dozen frames; powers of two show how full they run.
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 # From a loopback round trip (~0.1 ms) to a request stuck behind a long batch (seconds).
@@ -18,7 +23,7 @@ _SECONDS_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 
 
 class NodeMetrics:
-    """The node's counters and histograms, labelled by model and version."""
+    """The node's counters and histograms, labelled by served model and version (or UNKNOWN)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
