@@ -86,17 +86,16 @@ def run(args: argparse.Namespace) -> int:
     from edge_node.throttle import TokenBucket
     from edgecut.output import console, print_json
     from partitioner.planner import Planner
-    from partitioner.pricing.network import NETWORKS
     from partitioner.publish import build_repository
 
     started = time.monotonic()
     out = console()
     # Edge and cloud share this machine: one torch thread each keeps them off each other.
     torch.set_num_threads(1)
-    network = NETWORKS.get(args.network)
     planner = Planner.create(
-        args.model, edge=args.edge, cloud=args.cloud, network=network, codec=args.codec
+        args.model, edge=args.edge, cloud=args.cloud, network=args.network, codec=args.codec
     )
+    network = planner.cost.network
     plan = planner.plan()
     table = planner.sweep(0.5, 1000.0)
     plans = [] if plan.is_edge_only else [plan]

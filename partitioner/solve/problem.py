@@ -69,11 +69,6 @@ def make_problem(
     return CutProblem(cost.graph, objective, linear, cost.stages(bandwidth_mbps))
 
 
-def mask_of(graph: Graph, edge_nodes: frozenset[str] | set[str]) -> np.ndarray:
-    """Kept for callers outside this package; the mask is :meth:`Graph.mask`."""
-    return graph.mask(edge_nodes)
-
-
 def evaluate_masks(problem: CutProblem, masks: np.ndarray) -> np.ndarray:
     """Objective values of many cuts at once: (M, n) bool -> (M,)."""
     masks = np.asarray(masks, dtype=bool)

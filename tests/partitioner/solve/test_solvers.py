@@ -14,7 +14,7 @@ from partitioner.pricing.network import NETWORKS
 from partitioner.pricing.profiles import DEVICES
 from partitioner.solve import solve
 from partitioner.solve.exhaustive import MAX_FREE_NODES
-from partitioner.solve.problem import SOLVERS, CutProblem, SolverError, make_problem, mask_of
+from partitioner.solve.problem import SOLVERS, CutProblem, SolverError, make_problem
 
 REL = 1e-9
 
@@ -37,7 +37,7 @@ def _problem(seed: int, n: int, objective: str, *, chain: bool = False) -> CutPr
 
 
 def _value(p: CutProblem, edge: frozenset[str]) -> float:
-    return p.value(mask_of(p.graph, edge))
+    return p.value(p.graph.mask(edge))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
