@@ -140,7 +140,8 @@ def _assemble(cost: CostModel, edge: frozenset[str], edge_ms: float, bw: float) 
     encode = float(cost.encode_ms[cross].sum())
     decode = float(cost.decode_ms[cross].sum())
     total = plain.total_ms - plain.edge_ms + edge_ms
-    energy = plain.edge_energy_mj + cost.edge.active_power_w * (edge_ms - plain.edge_ms)
+    # Only the head's compute changed: it is priced at the energy objective's busy rate.
+    energy = plain.edge_energy_mj + cost.weights("energy").busy * (edge_ms - plain.edge_ms)
     period = max(edge_ms + encode, plain.transfer_ms, decode + plain.cloud_ms)
     return Prediction(
         edge_ms,
