@@ -7,9 +7,9 @@ allowed it) into a directory::
     tail.pt2        crossing tensors -> model outputs (absent for an edge-only plan)
     manifest.json   model, plan, inputs, crossing tensors and outputs in order, sha256 of each file
 
-``load_split`` checks every file against the manifest's sha256 and refuses an
-archive that carries pickled payloads before handing it to ``torch.export.load``:
-nothing from outside the format's own JSON-and-raw-bytes layout is unpickled.
+``load_split`` checks every file against the manifest's sha256, and each archive
+(:func:`partitioner.deploy.archive.check_pt2`) before handing it to ``torch.export.load``:
+loading an artifact runs no code from it.
 
 A manifest may name a *runtime* for a file (``"runtime": {"head.pt2": "pt2e-int8"}``):
 a registered :class:`Runtime` then registers the custom ops that file's graph calls
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from partitioner.deploy.archive import check_pt2
 from partitioner.deploy.files import sha256_file, write_json_atomic
 from partitioner.deploy.runtimes import RUNTIMES
 from partitioner.deploy.split import Halves, placeholder_name, split_module
@@ -222,23 +222,6 @@ def verify_files(root: Path, manifest: dict[str, Any]) -> None:
             )
 
 
-def _refuse_pickles(path: Path) -> None:
-    """The .pt2 layout stores weights as raw bytes; refuse any entry flagged as pickled."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                name = info.filename
-                if name.endswith("_config.json"):
-                    config = json.loads(archive.read(info))
-                    for entry in (config.get("config") or {}).values():
-                        if isinstance(entry, dict) and entry.get("use_pickle"):
-                            raise ArtifactError(f"{path.name}: {name} holds a pickled payload")
-                elif "/sample_inputs/" in name and info.file_size:
-                    raise ArtifactError(f"{path.name}: carries pickled sample inputs ({name})")
-    except zipfile.BadZipFile:
-        raise ArtifactError(f"{path.name}: not a .pt2 archive") from None
-
-
 def _example(root: Path, specs: list[dict[str, Any]], batch: int) -> tuple[torch.Tensor, ...]:
     """Zeros shaped like ``specs`` (batch ``batch``): what a runtime prepares a half with."""
     tensors = []
@@ -264,17 +247,18 @@ def load_half(
 def _load_half(
     path: Path, runtime: str | None, example: tuple[torch.Tensor, ...]
 ) -> tuple[nn.Module, str]:
-    _refuse_pickles(path)
+    check_pt2(path)  # the only call of torch.export.load below, and nothing reaches it unchecked
     handler = RUNTIMES.get(runtime) if runtime else None
     if handler is not None:
         handler.register_ops()
     try:
         exported = torch.export.load(path)
+        module = exported.module()  # generates and execs Python from the program
     except Exception as exc:
         raise ArtifactError(
-            f"{path}: torch.export.load failed: {type(exc).__name__}: {exc}"
+            f"{path}: torch.export.load failed: {type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0][:300]}"
         ) from exc
-    module = exported.module()
     if handler is None:
         return module, ""
     return handler.prepare(module, example)

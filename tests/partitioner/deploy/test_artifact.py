@@ -90,8 +90,9 @@ def test_pickled_payload_is_refused_before_loading(googlenet_split, tmp_path) ->
     from partitioner.deploy.files import sha256_file
 
     manifest["files"]["head.pt2"]["sha256"] = sha256_file(head)
+    manifest["files"]["head.pt2"]["bytes"] = head.stat().st_size
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="pickled payload"):
+    with pytest.raises(ArtifactError, match="use_pickle is True; torch would unpickle it"):
         load_split(copy)
 
 
