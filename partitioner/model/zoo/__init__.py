@@ -5,7 +5,19 @@ every entry with its input shape. Importing this package registers every family
 module below; it builds no model and loads no data until asked.
 """
 
-from partitioner.model.zoo import alexnet, digits, googlenet, mobilenet, resnet, vgg
+from partitioner.model.zoo import (
+    alexnet,
+    digits,
+    efficientnet,
+    ghostnet,
+    googlenet,
+    mobilenet,
+    mobilenetv3,
+    resnet,
+    shufflenet,
+    squeezenet,
+    vgg,
+)
 from partitioner.model.zoo.registry import MODELS, ModelEntry, create_model, register_model
 
 __all__ = [
@@ -14,9 +26,14 @@ __all__ = [
     "alexnet",
     "create_model",
     "digits",
+    "efficientnet",
+    "ghostnet",
     "googlenet",
     "mobilenet",
+    "mobilenetv3",
     "register_model",
     "resnet",
+    "shufflenet",
+    "squeezenet",
     "vgg",
 ]
