@@ -2,6 +2,7 @@
 
 ``build`` sweeps the bandwidth range, writes one split artifact per distinct cut of the
 breakpoint table (versions 1..k), the table itself, and the whole model for local fallback.
+``show`` lists it after checking every version the way the nodes do.
 """
 
 from __future__ import annotations
@@ -122,16 +123,32 @@ def print_model(model: Any) -> None:
         out.print(fmt("(no breakpoint table)"))
 
 
-def run_show(args: argparse.Namespace) -> int:
-    from edgecut.output import print_json
+def _checked_models(repository: str) -> tuple[dict[str, Any], dict[Any, dict[str, Any]]]:
+    """The repository's models and the manifest of each artifact directory (versions and local
+    models), every one checked as a node checks it before loading (manifest, files, archives).
+    Any failure is one error line."""
+    from partitioner.deploy.artifact import check_split
     from partitioner.deploy.repository import RepositoryError, scan_repository
 
-    models = scan_repository(args.repository)
+    models = scan_repository(repository)
     if not models:
         raise RepositoryError(
-            f"repository {args.repository} holds no model: expected <model>/<version>/"
+            f"repository {repository} holds no model: expected <model>/<version>/"
             "manifest.json directories (see `edgecut repository build`)"
         )
+    manifests = {d: check_split(d) for m in models.values() for d in _artifact_dirs(m)}
+    return models, manifests
+
+
+def _artifact_dirs(model: Any) -> list[Any]:
+    dirs = [model.version_dir(v) for v in model.versions]
+    return dirs + ([model.local] if model.local is not None else [])
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from edgecut.output import print_json
+
+    models, _ = _checked_models(args.repository)
     if args.json:
         print_json(
             {

@@ -7,9 +7,9 @@ allowed it) into a directory::
     tail.pt2        crossing tensors -> model outputs (absent for an edge-only plan)
     manifest.json   model, plan, inputs, crossing tensors and outputs in order, sha256 of each file
 
-``load_split`` checks every file against the manifest's sha256, and each archive
-(:func:`partitioner.deploy.archive.check_pt2`) before handing it to ``torch.export.load``:
-loading an artifact runs no code from it.
+``load_split`` validates the manifest (:mod:`partitioner.deploy.schema`), checks every
+file's size and sha256, and each archive (:func:`partitioner.deploy.archive.check_pt2`) before handing it
+to ``torch.export.load``: loading an artifact runs no code from it.
 
 A manifest may name a *runtime* for a file (``"runtime": {"head.pt2": "pt2e-int8"}``):
 a registered :class:`Runtime` then registers the custom ops that file's graph calls
@@ -20,8 +20,8 @@ same way; what a runtime did is reported in :attr:`SplitArtifact.runtime`.
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +30,22 @@ import torch
 from torch import nn
 
 from partitioner.deploy.archive import check_pt2
-from partitioner.deploy.files import sha256_file, write_json_atomic
+from partitioner.deploy.files import (
+    parse_json_object,
+    read_bounded,
+    sha256_file,
+    write_json_atomic,
+)
 from partitioner.deploy.runtimes import RUNTIMES
+from partitioner.deploy.schema import SPLIT_FORMAT, SPLIT_FORMAT_VERSION, Manifest, validate
 from partitioner.deploy.split import Halves, placeholder_name, split_module
 from partitioner.errors import ArtifactError, EdgecutError
 from partitioner.model.capture import CapturedModel
 from partitioner.model.graph import MAX_BATCH, TensorSpec
 from partitioner.solve.plan import Plan
 
-FORMAT = "edgecut-split"
-FORMAT_VERSION = 1
+FORMAT = SPLIT_FORMAT
+FORMAT_VERSION = SPLIT_FORMAT_VERSION
 MANIFEST = "manifest.json"
 
 
@@ -50,11 +56,11 @@ class ManifestTensors:
 
     @property
     def crossing(self) -> list[TensorSpec]:
-        return [TensorSpec.from_json(t) for t in self.manifest["crossing"]]
+        return [TensorSpec.from_json(t) for t in self.manifest.get("crossing", ())]
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        return [TensorSpec.from_json(t) for t in self.manifest["outputs"]]
+        return [TensorSpec.from_json(t) for t in self.manifest.get("outputs", ())]
 
 
 @dataclass
@@ -181,59 +187,72 @@ def write_split(
     return out
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    root = Path(path)
-    manifest_path = root / MANIFEST
-    if not root.is_dir():
-        raise ArtifactError(f"split artifact {root}: not a directory")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"split artifact {root}: no {MANIFEST}") from None
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"split artifact {root}: {MANIFEST} is not JSON: {exc}") from None
-    if manifest.get("format") != FORMAT:
-        raise ArtifactError(
-            f"split artifact {root}: format is {manifest.get('format')!r}, expected {FORMAT!r}"
-        )
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"split artifact {root}: format_version {manifest.get('format_version')!r}, "
-            f"this edgecut reads {FORMAT_VERSION}"
-        )
-    for key in ("inputs", "crossing", "outputs", "files", "plan"):
-        if key not in manifest:
-            raise ArtifactError(f"split artifact {root}: manifest has no {key!r}")
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Manifest bytes (a file's, or an upload's) as a manifest that matches the schema."""
+    manifest = parse_json_object(data, where, error=ArtifactError)
+    validate(Manifest, manifest, where, ArtifactError)
     return manifest
 
 
-def verify_files(root: Path, manifest: dict[str, Any]) -> None:
-    for name, meta in manifest["files"].items():
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the split artifact in directory ``path``, validated (``schema.Manifest``).
+
+    Returned as read: the fields the schema names are there and well typed, any others as
+    their writer left them.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactError(f"split artifact {root}: not a directory")
+    if not (root / MANIFEST).exists() and not (root / MANIFEST).is_symlink():
+        raise ArtifactError(f"split artifact {root}: no {MANIFEST}")
+    data = read_bounded(root / MANIFEST, error=ArtifactError)
+    return parse_manifest(data, str(root / MANIFEST))
+
+
+def verify_files(root: Path, manifest: dict[str, Any], names: Iterable[str] | None = None) -> None:
+    """Every file the manifest lists (or those of ``names``) is a regular file of the listed
+    size and sha256."""
+    for name in manifest["files"] if names is None else names:
+        meta = manifest["files"][name]
         path = root / name
-        if Path(name).name != name:
-            raise ArtifactError(f"split artifact {root}: file name {name!r} is not a plain name")
         if not path.is_file():
-            raise ArtifactError(f"split artifact {root}: {name} is listed but missing")
-        actual = sha256_file(path)
-        if actual != meta.get("sha256"):
+            what = "is not a regular file" if path.exists() else "is listed but missing"
+            raise ArtifactError(f"split artifact {root}: {name} {what}")
+        size = path.stat().st_size
+        if size != meta["bytes"]:
+            raise ArtifactError(
+                f"split artifact {root}: {name} is {size} bytes, manifest says {meta['bytes']}: "
+                "the file was altered or truncated"
+            )
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            raise ArtifactError(f"split artifact {root}: {name}: {exc.strerror or exc}") from None
+        if actual != meta["sha256"]:
             raise ArtifactError(
                 f"split artifact {root}: {name} sha256 is {actual[:16]}…, manifest says "
-                f"{str(meta.get('sha256'))[:16]}…: the file was altered or truncated"
+                f"{meta['sha256'][:16]}…: the file was altered or truncated"
             )
 
 
-def _example(root: Path, specs: list[dict[str, Any]], batch: int) -> tuple[torch.Tensor, ...]:
-    """Zeros shaped like ``specs`` (batch ``batch``): what a runtime prepares a half with."""
-    tensors = []
-    for spec in specs:
-        dtype = getattr(torch, str(spec.get("dtype")), None)
-        if not isinstance(dtype, torch.dtype):
-            raise ArtifactError(
-                f"split artifact {root}: tensor {spec.get('name')!r} has dtype "
-                f"{spec.get('dtype')!r}, expected a torch dtype name such as 'float32'"
-            )
-        tensors.append(torch.zeros((batch, *spec["shape"][1:]), dtype=dtype))
-    return tuple(tensors)
+def check_split(path: str | Path) -> dict[str, Any]:
+    """Everything :func:`load_split` checks, short of loading: the manifest, every file's size
+    and sha256, and every archive. Returns the manifest."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    verify_files(root, manifest)
+    for name in manifest["files"]:
+        check_pt2(root / name)
+    return manifest
+
+
+def example_inputs(specs: list[dict[str, Any]], batch: int) -> tuple[torch.Tensor, ...]:
+    """Zeros shaped like a manifest's ``specs`` with batch ``batch``: what a runtime prepares a
+    half with. The shapes were bounded when the manifest was read."""
+    return tuple(
+        torch.zeros((batch, *spec["shape"][1:]), dtype=getattr(torch, spec["dtype"]))
+        for spec in specs
+    )
 
 
 def load_half(
@@ -253,7 +272,7 @@ def _load_half(
         handler.register_ops()
     try:
         exported = torch.export.load(path)
-        module = exported.module()  # generates and execs Python from the program
+        module = exported.module()
     except Exception as exc:
         raise ArtifactError(
             f"{path}: torch.export.load failed: {type(exc).__name__}: "
@@ -265,14 +284,11 @@ def _load_half(
 
 
 def load_split(path: str | Path) -> SplitArtifact:
+    """A split artifact, verified (manifest, files, archives) and its halves loaded."""
     root = Path(path)
     manifest = read_manifest(root)
     verify_files(root, manifest)
     runtimes = manifest.get("runtime") or {}
-    if not isinstance(runtimes, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in runtimes.items()
-    ):
-        raise ArtifactError(f"split artifact {root}: 'runtime' must map file names to names")
     batch = 2 if manifest.get("dynamic_batch") else 1
     done: dict[str, str] = {}
     halves: dict[str, nn.Module] = {}
@@ -280,10 +296,8 @@ def load_split(path: str | Path) -> SplitArtifact:
         if name not in manifest["files"]:
             continue
         runtime = runtimes.get(name)
-        example = _example(root, specs, batch) if runtime else ()
+        example = example_inputs(specs, batch) if runtime else ()
         halves[name], how = _load_half(root / name, runtime, example)
         if how:
             done[name] = how
-    if "head.pt2" not in halves:
-        raise ArtifactError(f"split artifact {root}: manifest lists no head.pt2")
     return SplitArtifact(root, manifest, halves["head.pt2"], halves.get("tail.pt2"), done)

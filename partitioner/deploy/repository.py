@@ -18,7 +18,6 @@ a valid version.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import os
 import re
@@ -26,12 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from partitioner.deploy.files import read_json_object
+from partitioner.deploy.schema import (
+    REPOSITORY_FORMAT,
+    REPOSITORY_FORMAT_VERSION,
+    ModelFile,
+    validate,
+)
 from partitioner.errors import EdgecutError
 
 MODEL_FILE = "model.json"
 LOCAL_DIR = "local"
-FORMAT = "edgecut-repository-model"
-FORMAT_VERSION = 1
+FORMAT = REPOSITORY_FORMAT
+FORMAT_VERSION = REPOSITORY_FORMAT_VERSION
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,8}$")
 
@@ -63,12 +69,12 @@ class Band:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Band:
-        version = data.get("version")
+        """A band of a ``model.json`` already validated by ``schema.ModelFile``."""
         return cls(
             float(data["min_mbps"]),
             float(data["max_mbps"]),
-            None if version is None else str(version),
-            tuple(str(n) for n in data.get("edge_nodes", ())),
+            data.get("version"),
+            tuple(data.get("edge_nodes", ())),
             float(data.get("total_ms_at_min", math.nan)),
             float(data.get("total_ms_at_max", math.nan)),
         )
@@ -85,6 +91,7 @@ class RepositoryModel:
     bands: tuple[Band, ...]  # ordered by bandwidth; empty without model.json
     local: Path | None  # the edge-only artifact, when the repository has one
     meta: dict[str, Any]  # model.json as read ({} when absent)
+    error: str = ""  # why model.json could not be used (read_model_or_reason only)
 
     def version_dir(self, version: str) -> Path:
         return self.path / version
@@ -119,30 +126,13 @@ def check_version(version: str) -> str:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise RepositoryError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise RepositoryError(f"{path}: not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise RepositoryError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    """A JSON object from a repository file (any other content is a RepositoryError)."""
+    return read_json_object(path, error=RepositoryError)
 
 
-def read_model(path: str | Path) -> RepositoryModel:
-    """One model directory of a repository."""
-    root = Path(path)
-    name = check_model_name(root.name)
-    meta: dict[str, Any] = {}
-    if (root / MODEL_FILE).exists():
-        meta = read_json(root / MODEL_FILE)
-        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise RepositoryError(
-                f"{root / MODEL_FILE}: format {meta.get('format')!r} version "
-                f"{meta.get('format_version')!r}, expected {FORMAT!r} version {FORMAT_VERSION}"
-            )
-    versions = sorted(
+def version_dirs(root: Path) -> list[str]:
+    """The version directories of model directory ``root`` (those with a manifest), in order."""
+    return sorted(
         (
             p.name
             for p in root.iterdir()
@@ -150,10 +140,22 @@ def read_model(path: str | Path) -> RepositoryModel:
         ),
         key=int,
     )
+
+
+def read_model(path: str | Path) -> RepositoryModel:
+    """One model directory of a repository; a ``model.json`` that does not match
+    :class:`partitioner.deploy.schema.ModelFile` is a RepositoryError naming field and file."""
+    root = Path(path)
+    name = check_model_name(root.name)
     try:
-        bands = tuple(Band.from_json(b) for b in meta.get("breakpoints", ()))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RepositoryError(f"{root / MODEL_FILE}: malformed breakpoint {exc}") from None
+        versions = version_dirs(root)
+    except OSError as exc:
+        raise RepositoryError(f"model directory {root} cannot be read: {exc.strerror}") from None
+    meta: dict[str, Any] = {}
+    if (root / MODEL_FILE).exists() or (root / MODEL_FILE).is_symlink():
+        meta = read_json(root / MODEL_FILE)
+        validate(ModelFile, meta, str(root / MODEL_FILE), RepositoryError)
+    bands = tuple(Band.from_json(b) for b in meta.get("breakpoints", ()))
     for band in bands:
         if band.version is not None and band.version not in versions:
             raise RepositoryError(
@@ -161,7 +163,7 @@ def read_model(path: str | Path) -> RepositoryModel:
                 f"version {band.version}, which has no directory {root / band.version}"
             )
     default = meta.get("default_version")
-    if default is not None and str(default) not in versions:
+    if default is not None and default not in versions:
         default = None
     if default is None and versions:
         default = versions[-1]
@@ -170,15 +172,42 @@ def read_model(path: str | Path) -> RepositoryModel:
         name=name,
         path=root,
         versions=tuple(versions),
-        default_version=None if default is None else str(default),
+        default_version=default,
         bands=bands,
         local=local if (local / "manifest.json").exists() else None,
         meta=meta,
     )
 
 
-def scan_repository(path: str | Path) -> dict[str, RepositoryModel]:
-    """Every model of a repository, by name; a model needs a version or a local artifact."""
+def read_model_or_reason(path: Path) -> RepositoryModel:
+    """:func:`read_model`, or, when its ``model.json`` is unusable, the model's versions with no
+    table and the reason in ``error``: a server then reports that model's versions as failed
+    and goes on serving the others."""
+    try:
+        return read_model(path)
+    except RepositoryError as exc:
+        try:
+            versions = tuple(version_dirs(path))
+        except OSError:
+            versions = ()
+        return RepositoryModel(
+            name=path.name,
+            path=path,
+            versions=versions,
+            default_version=versions[-1] if versions else None,
+            bands=(),
+            local=None,
+            meta={},
+            error=str(exc),
+        )
+
+
+def scan_repository(path: str | Path, *, keep_broken: bool = False) -> dict[str, RepositoryModel]:
+    """Every model of a repository, by name; a model needs a version or a local artifact.
+
+    A model whose ``model.json`` is unusable stops the scan with its error, or, with
+    ``keep_broken``, is kept with that error (:func:`read_model_or_reason`).
+    """
     root = Path(path)
     if not root.exists():
         raise RepositoryError(
@@ -195,7 +224,7 @@ def scan_repository(path: str | Path) -> dict[str, RepositoryModel]:
             continue
         if not NAME_PATTERN.match(child.name):
             continue
-        model = read_model(child)
+        model = read_model_or_reason(child) if keep_broken else read_model(child)
         if model.versions or model.local is not None:
             models[model.name] = model
     return models

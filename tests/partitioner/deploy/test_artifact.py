@@ -100,7 +100,7 @@ def test_not_an_artifact(tmp_path) -> None:
     with pytest.raises(ArtifactError, match="no manifest.json"):
         load_split(tmp_path)
     (tmp_path / "manifest.json").write_text('{"format": "other"}')
-    with pytest.raises(ArtifactError, match="format is 'other'"):
+    with pytest.raises(ArtifactError, match="field 'format': Input should be 'edgecut-split'"):
         load_split(tmp_path)
 
 
