@@ -1,9 +1,10 @@
 """What the edge holds of a repository model: a head per cut, and the whole model for fallback.
 
 :meth:`EdgeModel.load` loads every version's ``head.pt2`` (checked against its manifest's
-sha256; an edge copy of the repository needs no tails) and the ``local`` edge-only artifact,
-once, before the first frame, so switching cut or falling back costs no loading. One
-``EdgeModel`` can be shared by several edge nodes in a process.
+sha256, its signature when the node trusts a key, and :func:`partitioner.deploy.archive.check_pt2`;
+an edge copy of the repository needs no tails) and the ``local`` edge-only artifact, once,
+before the first frame, so switching cut or falling back costs no loading. One ``EdgeModel``
+can be shared by several edge nodes in a process.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from partitioner.deploy.artifact import ManifestTensors
 from partitioner.deploy.repository import RepositoryModel
 from partitioner.errors import EdgecutError
+
+if TYPE_CHECKING:
+    from partitioner.deploy.signing import TrustKey
 
 
 @dataclass
@@ -41,36 +45,19 @@ class Head(ManifestTensors):
         return [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
 
 
-def load_head(path: Path, version: str) -> Head:
-    from partitioner.deploy.artifact import load_half, read_manifest
-    from partitioner.deploy.files import sha256_file
-    from partitioner.errors import ArtifactError
+def load_head(path: Path, version: str, trust: TrustKey | None = None) -> Head:
+    """The head of the split artifact in ``path``, verified (manifest, signature with ``trust``,
+    sha256, archive) before it is loaded."""
+    from partitioner.deploy.artifact import example_inputs, load_half, read_manifest, verify_split
 
     manifest = read_manifest(path)
-    meta = manifest["files"].get("head.pt2")
-    if meta is None:
-        raise ArtifactError(f"split artifact {path}: manifest lists no head.pt2")
-    actual = sha256_file(path / "head.pt2") if (path / "head.pt2").is_file() else "missing"
-    if actual != meta.get("sha256"):
-        raise ArtifactError(
-            f"split artifact {path}: head.pt2 sha256 is {actual[:16]}…, manifest says "
-            f"{str(meta.get('sha256'))[:16]}…"
-        )
-    runtime = (manifest.get("runtime") or {}).get("head.pt2")
-    if not runtime:
-        return Head(version, path, manifest, load_half(path / "head.pt2"))
-    # A compressed head (an int8 graph) names the runtime that registers its ops and lowers
-    # it for this host; preparing it needs example inputs.
-    import torch
-
-    batch = 2 if manifest.get("dynamic_batch") else 1
-    example = tuple(
-        torch.zeros((batch, *s["shape"][1:]), dtype=getattr(torch, s["dtype"]))
-        for s in manifest["inputs"]
-    )
-    return Head(
-        version, path, manifest, load_half(path / "head.pt2", runtime=runtime, example=example)
-    )
+    verify_split(path, manifest, trust, names=["head.pt2"])  # an edge copy needs no tails
+    runtime = manifest.get("runtime", {}).get("head.pt2")
+    # A compressed head (an int8 graph) names the runtime that registers its ops and lowers it
+    # for this host; preparing it needs example inputs.
+    example = example_inputs(manifest["inputs"], 2 if manifest.get("dynamic_batch") else 1)
+    module = load_half(path / "head.pt2", runtime=runtime, example=example if runtime else ())
+    return Head(version, path, manifest, module)
 
 
 class EdgeModel:
@@ -92,8 +79,14 @@ class EdgeModel:
 
     @classmethod
     def load(
-        cls, entry: RepositoryModel, *, versions: Iterable[str] | None = None, local: bool = True
+        cls,
+        entry: RepositoryModel,
+        *,
+        versions: Iterable[str] | None = None,
+        local: bool = True,
+        trust: TrustKey | None = None,
     ) -> EdgeModel:
+        """Every head of ``entry`` (and its local model); with ``trust``, only signed ones."""
         wanted = list(entry.versions if versions is None else versions)
         missing = [v for v in wanted if v not in entry.versions]
         if missing:
@@ -101,8 +94,8 @@ class EdgeModel:
                 f"model {entry.name!r} has no version {missing[0]}: the repository holds "
                 f"{', '.join(entry.versions) or 'none'}"
             )
-        heads = {v: load_head(entry.version_dir(v), v) for v in wanted}
-        local_head = load_head(entry.local, "local") if local and entry.local else None
+        heads = {v: load_head(entry.version_dir(v), v, trust) for v in wanted}
+        local_head = load_head(entry.local, "local", trust) if local and entry.local else None
         return cls(entry, heads, local_head)
 
     def head(self, version: str) -> Head:

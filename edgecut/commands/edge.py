@@ -51,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--tls-server-name", help="expected name in the cloud's certificate")
     run.add_argument("--token-file", metavar="FILE", help="bearer token (first line)")
     run.add_argument(
+        "--trust-key",
+        metavar="PUB.pem",
+        help="load only versions signed by this Ed25519 public key (`edgecut repository sign`)",
+    )
+    run.add_argument(
         "--start-timeout-s",
         type=non_negative_float,
         default=10.0,
@@ -109,6 +114,11 @@ def run_edge(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="edgecut edge: %(message)s")
     entry = open_model(args.repository, args.model)  # before torch: a bad path fails fast
     token = read_token_file(args.token_file)[0] if args.token_file else None
+    trust_key = None
+    if args.trust_key:
+        from partitioner.deploy.signing import load_trust_key
+
+        trust_key = load_trust_key(args.trust_key)
     import torch
 
     from edge_node.client import CloudClient
@@ -118,7 +128,7 @@ def run_edge(args: argparse.Namespace) -> int:
     from edge_node.throttle import TokenBucket
 
     torch.set_num_threads(args.threads)
-    model = EdgeModel.load(entry)
+    model = EdgeModel.load(entry, trust=trust_key)
     uplink = (
         TokenBucket(args.emulate_mbps, delay_ms=args.emulate_rtt_ms)
         if args.emulate_mbps or args.emulate_rtt_ms

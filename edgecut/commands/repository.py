@@ -1,8 +1,10 @@
-"""``edgecut repository build|show``: the model repository both nodes read.
+"""``edgecut repository build|show|keygen|sign``: the model repository both nodes read.
 
 ``build`` sweeps the bandwidth range, writes one split artifact per distinct cut of the
 breakpoint table (versions 1..k), the table itself, and the whole model for local fallback.
-``show`` lists it after checking every version the way the nodes do.
+``show`` lists it after checking every version the way the nodes do. ``keygen`` makes an
+Ed25519 key pair and ``sign`` signs every version with it, for nodes started with
+``--trust-key`` (``docs/contracts.md``, "Signatures").
 """
 
 from __future__ import annotations
@@ -51,6 +53,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--repository", required=True, metavar="DIR")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=run_show)
+
+    keygen = actions.add_parser("keygen", help="make an Ed25519 key pair for signing versions")
+    keygen.add_argument(
+        "--out", required=True, metavar="KEY.pem", help="private key (mode 0600); KEY.pub.pem"
+    )
+    keygen.set_defaults(run=run_keygen)
+
+    sign = actions.add_parser("sign", help="sign every version of a repository with a key")
+    sign.add_argument("--repository", required=True, metavar="DIR")
+    sign.add_argument("--key", required=True, metavar="KEY.pem", help="Ed25519 private key")
+    sign.set_defaults(run=run_sign)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -145,10 +158,18 @@ def _artifact_dirs(model: Any) -> list[Any]:
     return dirs + ([model.local] if model.local is not None else [])
 
 
+def _signers(model: Any, manifests: dict[Any, dict[str, Any]]) -> dict[str, str | None]:
+    """Artifact name (version or "local") -> the sha256 of the key that signed it, or None."""
+    return {
+        d.name: (manifests[d].get("signature") or {}).get("public_key_sha256")
+        for d in _artifact_dirs(model)
+    }
+
+
 def run_show(args: argparse.Namespace) -> int:
     from edgecut.output import print_json
 
-    models, _ = _checked_models(args.repository)
+    models, manifests = _checked_models(args.repository)
     if args.json:
         print_json(
             {
@@ -160,6 +181,7 @@ def run_show(args: argparse.Namespace) -> int:
                         "local": m.local is not None,
                         "codec": m.codec,
                         "breakpoints": [b.to_json() for b in m.bands],
+                        "signed_by": _signers(m, manifests),
                     }
                     for m in models.values()
                 ]
@@ -168,4 +190,40 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     for model in models.values():
         print_model(model)
+        signers = _signers(model, manifests)
+        keys = sorted({k for k in signers.values() if k}, key=str)
+        unsigned = [name for name, k in signers.items() if not k]
+        signed = [
+            f"key {k[:16]}: {', '.join(n for n, s in signers.items() if s == k)}" for k in keys
+        ]
+        print(
+            f"signatures: {'; '.join(signed) or 'none'}"
+            f"{'; unsigned: ' + ', '.join(unsigned) if unsigned and signed else ''}"
+        )
+    return 0
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    from partitioner.deploy.signing import generate_key_pair, load_signing_key
+
+    private, public = generate_key_pair(args.out)
+    key_id = load_signing_key(private).key_id
+    print(f"private key {private} (keep it secret), public key {public} (key {key_id[:16]})")
+    return 0
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    from partitioner.deploy.artifact import MANIFEST
+    from partitioner.deploy.files import write_json_atomic
+    from partitioner.deploy.signing import load_signing_key
+
+    key = load_signing_key(args.key)
+    models, manifests = _checked_models(args.repository)  # never sign what a node would refuse
+    for directory, manifest in manifests.items():
+        write_json_atomic(directory / MANIFEST, key.sign(manifest))
+    signed = len(manifests)
+    print(
+        f"signed {signed} artifact{'s' * (signed != 1)} of {len(models)} "
+        f"model{'s' * (len(models) != 1)} in {args.repository} with key {key.key_id[:16]}"
+    )
     return 0

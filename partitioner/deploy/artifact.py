@@ -7,8 +7,9 @@ allowed it) into a directory::
     tail.pt2        crossing tensors -> model outputs (absent for an edge-only plan)
     manifest.json   model, plan, inputs, crossing tensors and outputs in order, sha256 of each file
 
-``load_split`` validates the manifest (:mod:`partitioner.deploy.schema`), checks every
-file's size and sha256, and each archive (:func:`partitioner.deploy.archive.check_pt2`) before handing it
+``load_split`` validates the manifest (:mod:`partitioner.deploy.schema`), checks its
+signature when the node trusts a key (:mod:`partitioner.deploy.signing`), every file's size
+and sha256, and each archive (:func:`partitioner.deploy.archive.check_pt2`) before handing it
 to ``torch.export.load``: loading an artifact runs no code from it.
 
 A manifest may name a *runtime* for a file (``"runtime": {"head.pt2": "pt2e-int8"}``):
@@ -38,6 +39,7 @@ from partitioner.deploy.files import (
 )
 from partitioner.deploy.runtimes import RUNTIMES
 from partitioner.deploy.schema import SPLIT_FORMAT, SPLIT_FORMAT_VERSION, Manifest, validate
+from partitioner.deploy.signing import TrustKey
 from partitioner.deploy.split import Halves, placeholder_name, split_module
 from partitioner.errors import ArtifactError, EdgecutError
 from partitioner.model.capture import CapturedModel
@@ -235,12 +237,26 @@ def verify_files(root: Path, manifest: dict[str, Any], names: Iterable[str] | No
             )
 
 
-def check_split(path: str | Path) -> dict[str, Any]:
-    """Everything :func:`load_split` checks, short of loading: the manifest, every file's size
-    and sha256, and every archive. Returns the manifest."""
+def verify_split(
+    root: Path,
+    manifest: dict[str, Any],
+    trust: TrustKey | None = None,
+    names: Iterable[str] | None = None,
+) -> None:
+    """What every loader checks before a file is opened: the signature (when the node trusts a
+    key), then the size and sha256 of each file (of ``names``, default all), which the
+    signature covers."""
+    if trust is not None:
+        trust.verify(manifest, f"split artifact {root}")
+    verify_files(root, manifest, names)
+
+
+def check_split(path: str | Path, trust: TrustKey | None = None) -> dict[str, Any]:
+    """Everything :func:`load_split` checks, short of loading: the manifest, the signature (with
+    ``trust``), every file's size and sha256, and every archive. Returns the manifest."""
     root = Path(path)
     manifest = read_manifest(root)
-    verify_files(root, manifest)
+    verify_split(root, manifest, trust)
     for name in manifest["files"]:
         check_pt2(root / name)
     return manifest
@@ -283,11 +299,11 @@ def _load_half(
     return handler.prepare(module, example)
 
 
-def load_split(path: str | Path) -> SplitArtifact:
-    """A split artifact, verified (manifest, files, archives) and its halves loaded."""
+def load_split(path: str | Path, *, trust: TrustKey | None = None) -> SplitArtifact:
+    """A split artifact, verified (:func:`verify_split`) and its halves loaded."""
     root = Path(path)
     manifest = read_manifest(root)
-    verify_files(root, manifest)
+    verify_split(root, manifest, trust)
     runtimes = manifest.get("runtime") or {}
     batch = 2 if manifest.get("dynamic_batch") else 1
     done: dict[str, str] = {}
