@@ -4,13 +4,17 @@ ListCuts tells an edge which cuts (versions) the cloud serves, what crosses each
 breakpoint table; GetManifest returns one cut's manifest verbatim; DeploySplit uploads a split
 artifact, verifies every file's size and sha256 in a staging directory, loads the tail, and
 only then moves it into the repository, so a broken upload never becomes visible.
+
+DeploySplit is off unless the server holds an admin token (``--admin-token-file``), and then
+only a call bearing that token may upload: inference tokens may not. With a trusted key
+(``--trust-key``) an upload must be signed by it, as every version on disk must.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
+import hmac
 import logging
 import math
 import re
@@ -26,14 +30,25 @@ import grpc
 import numpy as np
 
 from cloud_node.logs import log_event
-from cloud_node.models import FAILED, LOADING, READY, UNAVAILABLE, ModelStore, NotFound, Tail
+from cloud_node.models import (
+    FAILED,
+    LOADING,
+    READY,
+    UNAVAILABLE,
+    ModelStore,
+    NotFound,
+    Tail,
+    read_tail,
+)
 from partitioner.deploy import crossing
+from partitioner.deploy.artifact import MANIFEST, parse_manifest
 from partitioner.deploy.files import write_json_atomic
 from partitioner.deploy.repository import (
     FORMAT,
     FORMAT_VERSION,
     MODEL_FILE,
     Band,
+    RepositoryError,
     check_model_name,
     check_version,
     read_model,
@@ -43,7 +58,9 @@ from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
 
 STAGING_DIR = ".staging"
+DEPLOY_METHOD = "/edgecut.v1.EdgecutService/DeploySplit"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_AUTHORIZATION = "authorization"
 _STATES = {
     READY: cpb.CUT_STATE_READY,
     LOADING: cpb.CUT_STATE_LOADING,
@@ -147,7 +164,7 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
         store: ModelStore,
         logger: logging.Logger,
         *,
-        allow_deploy: bool,
+        admin_tokens: tuple[str, ...] = (),
         max_deploy_bytes: int,
         on_deployed: Callable[[Tail], None],
         in_flight: Any = None,
@@ -155,7 +172,7 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
         self._in_flight = in_flight or contextlib.nullcontext()
         self._store = store
         self._log = logger
-        self._allow_deploy = allow_deploy
+        self._admin_tokens = tuple(t.encode() for t in admin_tokens)
         self._max_deploy_bytes = max_deploy_bytes
         self._on_deployed = on_deployed
         self._deploy_lock = threading.Lock()
@@ -178,15 +195,17 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
             entry = models[name]
             mine = sorted((t for t in tails if t.model == name), key=lambda t: int(t.version))
             model = response.models.add(name=name)
-            if mine:
-                for spec in mine[0].manifest.get("inputs", []):
+            described = next((t for t in mine if t.manifest), None)
+            if described is not None:
+                for spec in described.manifest["inputs"]:
                     model.inputs.add(
                         name=str(spec["name"]),
                         datatype=crossing.oip_datatype(str(spec["dtype"])),
                         shape=[-1, *[int(d) for d in spec["shape"][1:]]],
-                        size_bytes=int(spec.get("bytes", 0)),
-                        wire_bytes=int(spec.get("bytes", 0)),
+                        size_bytes=int(spec["bytes"]),
+                        wire_bytes=int(spec["bytes"]),
                     )
+            if mine:
                 model.default_version = self._store.default_version(name)
             for tail in mine:
                 if request.ready_only and tail.state != READY:
@@ -205,7 +224,12 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
             tail = self._store.find(request.model_name, request.version)
         except NotFound as exc:
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        text = (tail.path / "manifest.json").read_text()
+        if not tail.manifest_text:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model {tail.model!r} version {tail.version} is {tail.state}: {tail.reason}",
+            )
+        text = tail.manifest_text
         return cpb.GetManifestResponse(
             model_name=tail.model,
             version=tail.version,
@@ -218,10 +242,10 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
     def DeploySplit(
         self, request_iterator: Iterator[cpb.DeploySplitRequest], context: Any
     ) -> cpb.DeploySplitResponse:
-        if not self._allow_deploy:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION, "this server does not accept deploys"
-            )
+        refusal = self._refuse_deploy(context.invocation_metadata())
+        if refusal is not None:
+            log_event(self._log, "deploy_refused", logging.WARNING, code=refusal[0].name)
+            context.abort(*refusal)
         try:
             with self._in_flight:
                 return self._deploy(request_iterator)
@@ -231,6 +255,33 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
             )
             context.abort(exc.code, str(exc))
             raise  # abort raises; this line only tells type checkers
+
+    def _refuse_deploy(self, metadata: Any) -> tuple[grpc.StatusCode, str] | None:
+        """Why a DeploySplit call may not upload (status and message), or None if it may."""
+        if not self._admin_tokens:
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                "DeploySplit is off on this server: start it with --admin-token-file FILE to "
+                "accept uploads from callers bearing that admin token",
+            )
+        values = [v for k, v in metadata or () if k == _AUTHORIZATION]
+        if not values:
+            return (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "DeploySplit needs the admin token: send metadata 'authorization: Bearer <token>'",
+            )
+        value = values[0] if isinstance(values[0], str) else values[0].decode(errors="replace")
+        scheme, _, credential = value.strip().partition(" ")
+        given = credential.strip().encode()
+        # Compare with every admin token, without early exit, so timing tells nothing.
+        matches = [hmac.compare_digest(given, token) for token in self._admin_tokens]
+        if scheme.lower() != "bearer" or not any(matches):
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                "DeploySplit needs the admin token (--admin-token-file); this credential may "
+                "not deploy, and inference tokens never can",
+            )
+        return None
 
     def _deploy(self, requests: Iterator[cpb.DeploySplitRequest]) -> cpb.DeploySplitResponse:
         first = next(requests, None)
@@ -245,24 +296,27 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         sizes = self._check_files(header)
         try:
-            manifest = json.loads(header.manifest_json)
-        except json.JSONDecodeError as exc:
-            raise _Abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"manifest_json is not JSON: {exc}"
-            ) from None
-        listed = manifest.get("files") if isinstance(manifest, dict) else None
-        if not isinstance(listed, dict) or set(listed) != set(sizes):
+            manifest = parse_manifest(header.manifest_json.encode("utf-8"), "manifest_json")
+        except EdgecutError as exc:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        listed = manifest["files"]
+        if set(listed) != set(sizes):
             raise _Abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"manifest_json lists files {sorted(listed or [])}, the header lists "
+                f"manifest_json lists files {sorted(listed)}, the header lists "
                 f"{sorted(sizes)}; they must be the same",
             )
         for f in header.files:
-            if listed[f.path].get("sha256") != f.sha256:
+            if listed[f.path]["sha256"] != f.sha256 or listed[f.path]["bytes"] != f.size_bytes:
                 raise _Abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"{f.path}: header sha256 differs from the one in manifest_json",
+                    f"{f.path}: header size or sha256 differs from the one in manifest_json",
                 )
+        if self._store.trust is not None:  # refuse before a byte of the files is received
+            try:
+                self._store.trust.verify(manifest, f"upload of model {model!r}")
+            except EdgecutError as exc:
+                raise _Abort(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
 
         root = self._store.root
         with self._deploy_lock:
@@ -276,10 +330,11 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
             staging = root / STAGING_DIR / uuid.uuid4().hex
             staging.mkdir(parents=True)
             try:
+                meta = self._model_file(model)
                 received = self._receive(requests, header, staging)
-                (staging / "manifest.json").write_text(header.manifest_json)
+                (staging / MANIFEST).write_text(header.manifest_json)
                 tail = self._load_staged(model, version, staging)
-                target = self._install(model, version, staging, manifest, header.set_default)
+                target = self._install(model, version, staging, manifest, meta, header.set_default)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             tail.path = target
@@ -376,15 +431,23 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
                 )
         return sum(written.values())
 
-    def _load_staged(self, model: str, version: str, staging: Path) -> Tail:
-        from partitioner.deploy.artifact import read_manifest
-
+    def _model_file(self, model: str) -> dict[str, Any] | None:
+        """The model's model.json as validated, None if it has none; a broken one refuses."""
+        path = self._store.root / model
+        if not (path / MODEL_FILE).exists():
+            return None
         try:
-            manifest = read_manifest(staging)
-        except EdgecutError as exc:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"manifest_json: {exc}") from None
-        digest = hashlib.sha256((staging / "manifest.json").read_bytes()).hexdigest()
-        tail = Tail(model, version, staging, manifest, digest)
+            return read_model(path).meta
+        except RepositoryError as exc:
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model {model!r} cannot take a version until its model.json is fixed: {exc}",
+            ) from None
+
+    def _load_staged(self, model: str, version: str, staging: Path) -> Tail:
+        tail = read_tail(model, version, staging, self._store.trust)
+        if tail.state == FAILED:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"manifest_json: {tail.reason}")
         tail.load()
         if tail.state != READY:
             raise _Abort(
@@ -399,6 +462,7 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
         version: str,
         staging: Path,
         manifest: dict[str, Any],
+        meta: dict[str, Any] | None,
         set_default: bool,
     ) -> Path:
         root = self._store.root / model
@@ -410,9 +474,7 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
             shutil.rmtree(old, ignore_errors=True)
         staging.rename(target)
         meta_path = root / MODEL_FILE
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-        else:
+        if meta is None:
             meta = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -427,9 +489,9 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
                 "breakpoints": [],
             }
         meta.setdefault("versions", {})[version] = {
-            "crossing": [t["name"] for t in manifest.get("crossing", [])],
+            "crossing": [t["name"] for t in manifest["crossing"]],
             "cloud_only": bool(manifest.get("cloud_only")),
-            "head_sha256": manifest["files"].get("head.pt2", {}).get("sha256", ""),
+            "head_sha256": manifest["files"]["head.pt2"]["sha256"],
             "tail_sha256": manifest["files"].get("tail.pt2", {}).get("sha256", ""),
             "deployed_at": time.time(),
         }

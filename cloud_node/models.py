@@ -1,9 +1,11 @@
 """The tails a cloud node serves: every version of every model of a repository, loaded once.
 
 :class:`ModelStore` scans a repository (:mod:`partitioner.deploy.repository`), loads each version's
-``tail.pt2`` after checking its sha256 against the manifest, and resolves a request's
-``(model, version)`` to a :class:`Tail`, or raises :class:`NotFound` / :class:`Unavailable`
-with a message that names what the server does hold.
+``tail.pt2`` after checking its manifest, its signature (when the node trusts a key) and its
+files, and resolves a request's ``(model, version)`` to a :class:`Tail`, or raises
+:class:`NotFound` / :class:`Unavailable` with a message that names what the server does hold.
+A version whose manifest, ``model.json`` or files are refused stays FAILED with the reason:
+listed, never served, and the other versions serve on.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from partitioner.deploy.artifact import ManifestTensors
 from partitioner.deploy.repository import RepositoryModel, scan_repository
-from partitioner.errors import EdgecutError
+from partitioner.errors import ArtifactError, EdgecutError
+
+if TYPE_CHECKING:
+    from partitioner.deploy.signing import TrustKey
 
 READY, LOADING, UNAVAILABLE, FAILED = "READY", "LOADING", "UNAVAILABLE", "FAILED"
 
@@ -35,7 +40,11 @@ class Unavailable(EdgecutError):
 
 @dataclass(eq=False)
 class Tail(ManifestTensors):
-    """One version of a model: its manifest, what crosses, and the loaded tail module."""
+    """One version of a model: its manifest, what crosses, and the loaded tail module.
+
+    A version whose manifest could not be read has an empty ``manifest``, state FAILED and the
+    reason; it is listed, never served.
+    """
 
     model: str
     version: str
@@ -46,6 +55,8 @@ class Tail(ManifestTensors):
     reason: str = ""
     module: Any = None  # torch.nn.Module once loaded
     deployed_at: float = field(default_factory=time.time)
+    manifest_text: str = ""  # the manifest as read and validated (what GetManifest returns)
+    trust: TrustKey | None = None  # when set, load() refuses versions this key did not sign
 
     @property
     def max_batch(self) -> int:
@@ -55,27 +66,23 @@ class Tail(ManifestTensors):
 
     @property
     def head_sha256(self) -> str:
-        return str(self.manifest["files"].get("head.pt2", {}).get("sha256", ""))
+        return str(self.manifest.get("files", {}).get("head.pt2", {}).get("sha256", ""))
 
     def load(self) -> None:
-        """Check the files' sha256 and load ``tail.pt2``; sets READY or FAILED (with reason)."""
-        from partitioner.deploy.artifact import load_half, verify_files
+        """Verify the version and load ``tail.pt2``; sets READY or FAILED (with reason)."""
+        from partitioner.deploy.artifact import example_inputs, load_half, verify_split
 
+        if self.state == FAILED:  # its manifest or model.json was refused when read
+            return
         try:
             if "tail.pt2" not in self.manifest["files"]:
                 raise EdgecutError(f"{self.path}: an edge-only artifact has no tail to serve")
-            verify_files(self.path, self.manifest)
-            runtime = (self.manifest.get("runtime") or {}).get("tail.pt2")
-            if runtime:
-                import torch
-
-                example = tuple(
-                    torch.zeros((1, *s.shape[1:]), dtype=getattr(torch, s.dtype))
-                    for s in self.crossing
-                )
-                self.module = load_half(self.path / "tail.pt2", runtime=runtime, example=example)
-            else:
-                self.module = load_half(self.path / "tail.pt2")
+            verify_split(self.path, self.manifest, self.trust)
+            runtime = self.manifest.get("runtime", {}).get("tail.pt2")
+            example = example_inputs(self.manifest["crossing"], 2 if self.max_batch > 1 else 1)
+            self.module = load_half(
+                self.path / "tail.pt2", runtime=runtime, example=example if runtime else ()
+            )
         except EdgecutError as exc:
             self.state, self.reason = FAILED, str(exc)
             return
@@ -91,27 +98,43 @@ class Tail(ManifestTensors):
         return [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
 
 
-def _tail_of(model: RepositoryModel, version: str) -> Tail:
-    from partitioner.deploy.artifact import read_manifest
+def read_tail(
+    model: str, version: str, path: Path, trust: TrustKey | None, problem: str = ""
+) -> Tail:
+    """The version in ``path`` with its manifest read and validated, not yet loaded; FAILED (with
+    the reason) when ``problem`` is set or the manifest is refused."""
+    from partitioner.deploy.artifact import MANIFEST, parse_manifest
+    from partitioner.deploy.files import read_bounded
 
-    path = model.version_dir(version)
-    manifest = read_manifest(path)
-    digest = hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
-    deployed_at = (path / "manifest.json").stat().st_mtime
-    return Tail(model.name, version, path, manifest, digest, deployed_at=deployed_at)
+    tail = Tail(model, version, path, {}, "", trust=trust)
+    try:
+        if problem:
+            raise EdgecutError(problem)
+        data = read_bounded(path / MANIFEST, error=ArtifactError)
+        tail.manifest = parse_manifest(data, str(path / MANIFEST))
+        tail.manifest_text = data.decode("utf-8")
+        tail.manifest_sha256 = hashlib.sha256(data).hexdigest()
+        tail.deployed_at = (path / MANIFEST).stat().st_mtime
+    except (EdgecutError, OSError) as exc:
+        reason = str(exc) if isinstance(exc, EdgecutError) else f"{path / MANIFEST}: {exc}"
+        tail.manifest, tail.state, tail.reason = {}, FAILED, reason
+    return tail
 
 
 class ModelStore:
     """Every tail of a repository, by model and version."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, trust: TrustKey | None = None) -> None:
         self.root = Path(root)
+        self.trust = trust
         self._lock = threading.RLock()
-        self._models: dict[str, RepositoryModel] = scan_repository(self.root)
+        self._models: dict[str, RepositoryModel] = scan_repository(self.root, keep_broken=True)
         self._tails: dict[tuple[str, str], Tail] = {}
         for model in self._models.values():
             for version in model.versions:
-                self._tails[(model.name, version)] = _tail_of(model, version)
+                self._tails[(model.name, version)] = read_tail(
+                    model.name, version, model.version_dir(version), trust, model.error
+                )
 
     def tails(self) -> list[Tail]:
         with self._lock:

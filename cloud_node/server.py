@@ -22,14 +22,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cloud_node.batcher import Batcher
-from cloud_node.control import ControlService
+from cloud_node.control import DEPLOY_METHOD, ControlService
 from cloud_node.inference import InferenceService, InFlight, add_inference_service
 from cloud_node.logs import LOGGER_NAME, log_event
 from cloud_node.metrics import NodeMetrics
@@ -39,6 +39,9 @@ from protos import transport
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
 from protos.inference import grpc_service_pb2 as pb
+
+if TYPE_CHECKING:
+    from partitioner.deploy.signing import TrustKey
 
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 CONTROL_SERVICE = cpb.DESCRIPTOR.services_by_name["EdgecutService"].full_name
@@ -67,7 +70,9 @@ class CloudConfig:
     threads: int | None = None  # torch intra-op threads; None keeps torch's setting
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
-    allow_deploy: bool = True
+    # DeploySplit accepts calls bearing one of these (never an inference token); none: it is off.
+    admin_tokens: tuple[str, ...] = ()
+    trust_key: TrustKey | None = None  # serve and accept only versions this key signed
     max_deploy_bytes: int = 2 * 1024**3
 
     def __post_init__(self) -> None:
@@ -93,6 +98,16 @@ class CloudConfig:
                 f"{self.max_batch}: every waiting caller holds a worker; use at least "
                 f"{2 * min(self.max_batch, 16)}"
             )
+        if set(self.admin_tokens) & set(self.tokens):
+            raise EdgecutError(
+                "cloud config: an admin token is also an inference token; an admin token "
+                "must be one no inference client holds"
+            )
+
+    @property
+    def allow_deploy(self) -> bool:
+        """DeploySplit uploads are accepted (from admin-token holders only)."""
+        return bool(self.admin_tokens)
 
     def exposure(self) -> str | None:
         """One line warning of what a bind beyond loopback lacks (TLS, a token); else None."""
@@ -163,7 +178,7 @@ class CloudNode:
             import torch
 
             torch.set_num_threads(cfg.threads)
-        self._store = ModelStore(cfg.repository)
+        self._store = ModelStore(cfg.repository, trust=cfg.trust_key)
         tails = self._store.tails()
         if not tails:
             raise EdgecutError(
@@ -179,7 +194,15 @@ class CloudNode:
         server = transport.build_server(
             max_workers=cfg.workers,
             max_message_bytes=cfg.max_message_bytes,
-            token=list(cfg.tokens) or None,
+            # DeploySplit checks the admin token itself: an inference token must not pass there,
+            # and the admin token need not be an inference token.
+            interceptors=[
+                transport.BearerTokenAuth(
+                    cfg.tokens, public_methods=(*transport.HEALTH_METHODS, DEPLOY_METHOD)
+                )
+            ]
+            if cfg.tokens
+            else [],
             max_concurrent_rpcs=4 * cfg.workers,
         )
         inference = InferenceService(
@@ -194,7 +217,7 @@ class CloudNode:
         control = ControlService(
             self._store,
             self.log,
-            allow_deploy=cfg.allow_deploy,
+            admin_tokens=cfg.admin_tokens,
             max_deploy_bytes=cfg.max_deploy_bytes,
             on_deployed=self._on_deployed,
             in_flight=self._in_flight,
@@ -263,6 +286,8 @@ class CloudNode:
             metrics_port=self.metrics_port,
             tls="mutual" if cfg.tls and cfg.tls.client_ca_file else bool(cfg.tls),
             auth="bearer" if cfg.tokens else "none",
+            deploy="admin token" if cfg.admin_tokens else "off",
+            trust_key=cfg.trust_key.key_id[:16] if cfg.trust_key else None,
             models={m: self._store.versions(m) for m in self._store.models()},
             max_batch=cfg.max_batch,
             batch_timeout_ms=cfg.batch_timeout_ms,

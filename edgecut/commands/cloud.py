@@ -112,7 +112,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--metrics-port", type=port_number, help="serve Prometheus /metrics here")
     serve.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics")
-    serve.add_argument("--no-deploy", action="store_true", help="refuse DeploySplit uploads")
+    serve.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="admin bearer tokens, one per line, none of them an inference token: only their "
+        "holders may upload splits with DeploySplit (without this file uploads are off)",
+    )
+    serve.add_argument(
+        "--no-deploy",
+        action="store_true",
+        help="refuse DeploySplit uploads (the default unless --admin-token-file is given)",
+    )
+    serve.add_argument(
+        "--trust-key",
+        metavar="PUB.pem",
+        help="serve, and accept uploads of, only versions signed by this Ed25519 public key "
+        "(`edgecut repository keygen` / `sign`)",
+    )
     serve.add_argument(
         "--grace-s",
         type=non_negative_float,
@@ -157,7 +173,17 @@ def run_serve(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise tls_error(exc, _SERVER_TLS_FLAGS) from None
     tokens = read_token_file(args.token_file) if args.token_file else ()
-    scan_repository(args.repository)  # a bad path fails here, before torch is imported
+    admin_tokens = read_token_file(args.admin_token_file) if args.admin_token_file else ()
+    if args.no_deploy and admin_tokens:
+        raise EdgecutError("--no-deploy refuses the uploads --admin-token-file allows: give one")
+    trust_key = None
+    if args.trust_key:
+        from partitioner.deploy.signing import load_trust_key
+
+        trust_key = load_trust_key(args.trust_key)
+    # A bad path fails here, before torch is imported; a bad model or version is served as
+    # FAILED, with its reason, beside the good ones.
+    scan_repository(args.repository, keep_broken=True)
 
     from cloud_node.logs import configure
     from cloud_node.server import CloudConfig, CloudNode, StartCancelled
@@ -178,7 +204,8 @@ def run_serve(args: argparse.Namespace) -> int:
             threads=args.threads,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
-            allow_deploy=not args.no_deploy,
+            admin_tokens=admin_tokens,
+            trust_key=trust_key,
         ),
         logger=logger,
     )

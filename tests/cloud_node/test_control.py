@@ -20,10 +20,12 @@ from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
 
 MODEL = "digits_cnn"
+ADMIN = "admin-token-0123"  # DeploySplit's credential in these tests
+INFERENCE = "inference-token-4567"
 
 
-def control(cloud: Any) -> Any:
-    return cpb_grpc.EdgecutServiceStub(transport.build_channel(cloud.target))
+def control(cloud: Any, token: str | None = None) -> Any:
+    return cpb_grpc.EdgecutServiceStub(transport.build_channel(cloud.target, token=token))
 
 
 def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
@@ -113,8 +115,8 @@ def writable_repo(repo: Any, tmp_path: Path) -> Path:
 def test_deploy_split_adds_a_served_version(
     repo: Any, writable_repo: Path, start_cloud: Callable[..., Any]
 ) -> None:
-    cloud = start_cloud(repository=writable_repo)
-    stub = control(cloud)
+    cloud = start_cloud(repository=writable_repo, admin_tokens=(ADMIN,))
+    stub = control(cloud, ADMIN)
     source = repo.root / MODEL / "2"
     reply = stub.DeploySplit(_upload(source, "digits_copy"), timeout=120)
     assert (reply.model_name, reply.version) == ("digits_copy", "1")
@@ -152,7 +154,7 @@ def test_broken_uploads_are_refused_and_leave_nothing(
     code: str,
     message: str,
 ) -> None:
-    stub = control(start_cloud(repository=writable_repo))
+    stub = control(start_cloud(repository=writable_repo, admin_tokens=(ADMIN,)), ADMIN)
     source = repo.root / MODEL / "1"
     good = list(_upload(source, "broken"))
     stream = {
@@ -179,7 +181,36 @@ def test_broken_uploads_are_refused_and_leave_nothing(
     assert not staging.exists() or not any(staging.iterdir())
 
 
-def test_deploys_can_be_turned_off(repo: Any, start_cloud: Callable[..., Any]) -> None:
-    stub = control(start_cloud(allow_deploy=False))
+def test_deploys_are_off_without_an_admin_token(repo: Any, start_cloud: Callable[..., Any]) -> None:
+    stub = control(start_cloud())
     error = rpc_error(lambda: stub.DeploySplit(_upload(repo.root / MODEL / "1", "x"), timeout=60))
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "--admin-token-file" in error.details()
+
+
+def test_only_the_admin_token_may_deploy(
+    repo: Any, writable_repo: Path, start_cloud: Callable[..., Any]
+) -> None:
+    cloud = start_cloud(repository=writable_repo, tokens=(INFERENCE,), admin_tokens=(ADMIN,))
+    source = repo.root / MODEL / "1"
+    for token, code in (
+        (INFERENCE, grpc.StatusCode.PERMISSION_DENIED),  # a valid inference token
+        ("guess", grpc.StatusCode.PERMISSION_DENIED),
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+    ):
+        stub = control(cloud, token)
+        error = rpc_error(lambda stub=stub: stub.DeploySplit(_upload(source, "x"), timeout=60))
+        assert error.code() == code, (token, error.details())
+    assert not (writable_repo / "x").exists()
+    # The inference token still lists cuts; the admin token deploys.
+    assert control(cloud, INFERENCE).ListCuts(cpb.ListCutsRequest(), timeout=30).models
+    reply = control(cloud, ADMIN).DeploySplit(_upload(source, "x"), timeout=120)
+    assert reply.cut.state == cpb.CUT_STATE_READY
+
+
+def test_an_admin_token_cannot_also_be_an_inference_token(repo: Any) -> None:
+    from cloud_node.server import CloudConfig
+    from partitioner.errors import EdgecutError
+
+    with pytest.raises(EdgecutError, match="an admin token is also an inference token"):
+        CloudConfig(repository=repo.root, tokens=(ADMIN,), admin_tokens=(ADMIN,))
