@@ -211,6 +211,7 @@ class CloudNode:
             self.metrics,
             self.log,
             max_request_bytes=cfg.max_request_bytes,
+            max_message_bytes=cfg.max_message_bytes,
             serving=lambda: self._serving,
             in_flight=self._in_flight,
         )
