@@ -4,7 +4,8 @@ A :class:`CameraShard` simulates a contiguous range of global camera ids, one wi
 simulated time at a time, for all its cameras at once (arrays laid out camera-major,
 CSR style: the frames of camera ``c`` are ``row_ptr[c]:row_ptr[c + 1]``). Per window:
 
-1. frames captured in the window (periodic with a random phase, or Poisson);
+1. frames captured in the window (periodic with a random phase, or Poisson from
+   t = 0: :func:`first_captures`);
 2. the policy picks each frame's cut;
 3. the camera's processor is a FIFO queue (:func:`simulator.queues.lindley_rows`, or
    :func:`~simulator.queues.lindley_rows_limited` dropping frames that find
@@ -77,6 +78,26 @@ class FrameBatch(NamedTuple):
 # ------------------------------------------------------------------------------ kernels
 
 
+def first_captures(
+    kind: int, rate_hz: float, jitter_s: float, seed: int, group: int, cam_index: IntArray
+) -> tuple[FloatArray, FloatArray]:
+    """Each camera's phase and first capture time, so that its arrivals are stationary.
+
+    Periodic: the phase is uniform in ``[0, jitter_s)`` (``1 / rate`` by default: the
+    phase of a periodic stream seen from a random instant) and frame 0 is at the phase.
+    Poisson: the time from any instant to the next arrival is exponential of mean
+    ``1 / rate`` (memorylessness), so frame 0 is one exponential gap after t = 0 (draw 0
+    of the camera's arrival stream) and the count in ``[0, T)`` is Poisson of mean
+    ``rate * T``; a phase before that gap would start the camera late.
+    """
+    if kind == PERIODIC:
+        # u is in (0, 1], so the phase is in [0, jitter).
+        start_s = jitter_s * (1.0 - streams.uniforms(seed, group, streams.START, cam_index))
+        return start_s, start_s.copy()
+    u0 = streams.uniforms(seed, group, streams.ARRIVAL, cam_index, 0)
+    return np.zeros(cam_index.shape[0]), -np.log(u0) / rate_hz
+
+
 @njit(cache=True)
 def capture_times(
     kind: int,
@@ -93,7 +114,8 @@ def capture_times(
     """Frames with capture time < t_end, from each camera's next frame on (state updated).
 
     Periodic: frame k at ``start + k / rate``. Poisson: frame k at frame k-1 plus an
-    exponential of mean ``1 / rate`` drawn from the camera's stream with counter k.
+    exponential of mean ``1 / rate`` drawn from the camera's stream with counter k
+    (``start`` unused). Frame 0 is each camera's :func:`first_captures`.
     """
     n = next_k.shape[0]
     row_ptr = np.zeros(n + 1, dtype=np.int64)
@@ -167,17 +189,11 @@ class CameraBlock:
         seed, gi = plan.seed, group.index
         self.key = streams.seed_key(seed)
         self.arrival_tag = np.int64(streams.stream_tag(gi, streams.ARRIVAL))
-        # First frame uniform in [0, jitter): u is in (0, 1].
-        self.start_s = group.jitter_s * (
-            1.0 - streams.uniforms(seed, gi, streams.START, self.cam_index)
-        )
         self.kind = PERIODIC if group.arrival == "periodic" else POISSON
         self.next_k = np.zeros(n, dtype=np.int64)
-        if self.kind == PERIODIC:
-            self.next_t = self.start_s.copy()
-        else:
-            u0 = streams.uniforms(seed, gi, streams.ARRIVAL, self.cam_index, 0)
-            self.next_t = self.start_s - np.log(u0) / group.fps
+        self.start_s, self.next_t = first_captures(
+            self.kind, group.fps, group.jitter_s, seed, gi, self.cam_index
+        )
         self.edge_last = np.full(n, -np.inf)
         limit = group.edge_queue_limit
         self.ring = np.full((n, limit), -np.inf) if limit else None

@@ -140,7 +140,7 @@ class GroupConfig:
     edge_dtype: str | None = None
     codec: str = "none"
     arrival: str = "periodic"
-    start_jitter_s: float | None = None  # first frame uniform in [0, this); default 1/fps
+    start_jitter_s: float | None = None  # periodic: first frame uniform in [0, this); 1/fps
     site: str | None = None  # default: the first cloud site
     policy: PolicyConfig | None = None  # default: the scenario's
     edge_queue_limit: int | None = None  # frames in the edge processor; more are dropped
@@ -153,6 +153,12 @@ class GroupConfig:
         check_positive("fps", self.fps)
         check_one_of("arrival", self.arrival, ARRIVALS)
         check_non_negative("start_jitter_s", self.start_jitter_s, allow_none=True)
+        if self.arrival == "poisson" and self.start_jitter_s is not None:
+            raise FieldError(
+                "start_jitter_s",
+                "applies to periodic cameras only: a Poisson camera's frames are a "
+                "stationary Poisson process from t = 0",
+            )
         if self.input_shape is not None and not all(d > 0 for d in self.input_shape):
             raise FieldError("input_shape", f"must be positive integers, got {self.input_shape}")
         if self.edge_queue_limit is not None and self.edge_queue_limit < 1:

@@ -47,6 +47,49 @@ def test_periodic_and_poisson_arrivals_do_not_depend_on_windows() -> None:
                 assert len(one[0][c]) == 50
 
 
+def test_poisson_cameras_are_stationary_from_the_start() -> None:
+    """A Poisson camera's count in [0, T) is Poisson of mean rate x T, in every second.
+
+    20,000 cameras at 1 fps: each second's count has mean 20,000 and standard deviation
+    141, the 20 s total 400,000 and 632. A camera that waited a uniform phase before its
+    first exponential gap (the old start) had 10,000 frames in the first second and
+    390,000 in all, 70 and 16 standard deviations away.
+    """
+    cameras, seconds = 20_000, 20
+    scenario = {
+        "name": "stationary",
+        "seed": 2026,
+        "duration_s": seconds,
+        "policy": "edge-only",
+        "fleet": [
+            {
+                "name": "cams",
+                "count": cameras,
+                "fps": 1,
+                "arrival": "poisson",
+                "model": "digits_cnn",
+                "device": "rpi4",
+                "network": {"mbps": 10},
+            }
+        ],
+        "cloud": [],
+    }
+    plan = compile_scenario(scenario_from_dict(scenario))
+    shard = CameraShard(plan, 0, cameras)
+    block = shard.blocks[0]
+    first_s = block.next_t.copy()
+    counts = []
+    for t_end in range(1, seconds + 1):
+        before = int(block.stats.generated.sum())
+        shard.step(float(t_end))
+        counts.append(int(block.stats.generated.sum()) - before)
+    mean = cameras  # per second
+    assert max(abs(c - mean) for c in counts) < 4.5 * np.sqrt(mean), counts
+    assert abs(sum(counts) - mean * seconds) < 4.5 * np.sqrt(mean * seconds), sum(counts)
+    # The first frame is one exponential gap after t = 0: mean 1 s, sd of the mean 0.007 s.
+    assert abs(first_s.mean() - 1.0) < 4.5 / np.sqrt(cameras), first_s.mean()
+
+
 # --------------------------------------------------------------------------- uplink
 
 

@@ -129,6 +129,10 @@ def test_negative_or_zero_values_are_named(edit, field: str) -> None:
         (lambda d: d["fleet"][0].update(fps="fast"), ["fleet[0].fps", "expected a number"]),
         (lambda d: d["fleet"][0].update(count=2.5), ["fleet[0].count", "expected an integer"]),
         (lambda d: d["fleet"][0].update(arrival="burst"), ["fleet[0].arrival", "periodic"]),
+        (
+            lambda d: d["fleet"][0].update(arrival="poisson", start_jitter_s=0.1),
+            ["fleet[0].start_jitter_s", "periodic cameras only"],
+        ),
         (lambda d: d.update(policy="adaptiv"), ["policy.name", "did you mean 'adaptive'"]),
         (lambda d: d.update(policy={"name": "fixed"}), ["policy.cut_after", "needs cut_after"]),
         (
