@@ -146,8 +146,10 @@ def add_intervals(
         if kb == ke:
             partial[kb] += e - b
         else:
-            partial[kb] += (kb + 1) * width - b
-            partial[ke] += e - ke * width
+            # b / width and k * width round apart: an end an ulp below a bin boundary can
+            # fall in the next bin, overlapping it by minus an ulp (a negative count).
+            partial[kb] += max((kb + 1) * width - b, 0.0)
+            partial[ke] += max(e - ke * width, 0.0)
             cover[kb + 1] += 1
             cover[ke] -= 1
 
