@@ -235,13 +235,13 @@ class SimResult:
             curves = {label[g]: self.group_samples(g) for g in sorted(label)}
             if len(curves) > 1:
                 curves = {"all cameras": self.all_samples(), **curves}
-            written.append(
-                plot_latency_cdf(
-                    curves, out / "latency_cdf.png", deadline_ms=self.plan.scenario.deadline_ms
-                )
-            )
+            path = out / "latency_cdf.png"
+            plot_latency_cdf(curves, path, deadline_ms=self.plan.scenario.deadline_ms)
+            written.append(path)
             if self.plan.sites:
-                written.append(plot_timeline(self.to_json()["sites"], out / "cloud_timeline.png"))
+                path = out / "cloud_timeline.png"
+                plot_timeline(self.to_json()["sites"], path)
+                written.append(path)
         return written
 
 

@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         for label, summary in zip(labels, summaries, strict=True):
             print_summary(summary, label)
+        if len(summaries) > 1:
+            print_comparison(dict(zip(labels, summaries, strict=True)))
     return 0
 
 
@@ -159,7 +161,7 @@ def _write(results: list[Any], labels: tuple[str | None, ...], out: Any) -> None
 
 
 def print_summary(summary: dict[str, Any], label: str | None = None) -> None:
-    from edgecut.output import console, human_bytes, table
+    from edgecut.output import console, table
 
     out = console()
     title = f"{summary['scenario']}" + (f" — policy {label}" if label else "")
@@ -182,10 +184,10 @@ def print_summary(summary: dict[str, Any], label: str | None = None) -> None:
                 lat["p95"],
                 lat["p99"],
                 lat["mean"],
-                s["deadline_miss_rate"],
+                s["deadline_miss_rate"] * 100,
                 s["dropped_frames"],
                 s["throughput_fps"],
-                human_bytes(s["uplink_bytes"]),
+                s["uplink_bytes"] / 1e6,
                 s["edge_energy_mj_per_frame"],
                 ", ".join(f"{k} {v:.0%}" for k, v in cuts.items() if v > 0),
             ]
@@ -200,10 +202,10 @@ def print_summary(summary: dict[str, Any], label: str | None = None) -> None:
                 "p95 ms",
                 "p99 ms",
                 "mean ms",
-                "miss rate",
-                "dropped",
-                "frames/s",
-                "uplink",
+                "miss rate %",
+                "dropped frames",
+                "throughput fps",
+                "uplink MB",
                 "edge mJ/frame",
                 "cuts",
             ],
@@ -215,13 +217,20 @@ def print_summary(summary: dict[str, Any], label: str | None = None) -> None:
         out.print(
             table(
                 f"Cloud sites (utilisation {summary['cloud_utilization']:.1%} overall)",
-                ["site", "servers", "frames", "utilisation", "mean queue", "mean batch"],
+                [
+                    "site",
+                    "servers",
+                    "frames",
+                    "utilisation %",
+                    "mean queue frames",
+                    "mean batch frames",
+                ],
                 [
                     [
                         name,
                         s["servers"],
                         s["frames"],
-                        s["utilization"],
+                        s["utilization"] * 100,
                         s["mean_queue"],
                         s["mean_batch"],
                     ]
@@ -230,3 +239,50 @@ def print_summary(summary: dict[str, Any], label: str | None = None) -> None:
                 right={1, 2, 3, 4, 5},
             )
         )
+
+
+# (header, a run's value, which is best: min, max or None): one column per measure.
+COMPARISON = (
+    ("p50 ms", lambda s: s["latency_ms"]["p50"], min),
+    ("p95 ms", lambda s: s["latency_ms"]["p95"], min),
+    ("p99 ms", lambda s: s["latency_ms"]["p99"], min),
+    ("mean ms", lambda s: s["latency_ms"]["mean"], min),
+    ("miss rate %", lambda s: s["deadline_miss_rate"] * 100, min),
+    ("throughput fps", lambda s: s["throughput_fps"], max),
+    ("uplink MB", lambda s: s["uplink_bytes"] / 1e6, min),
+    ("edge energy J", lambda s: s["edge_energy_j"], min),
+    ("cloud busy %", lambda s: s["cloud_utilization"] * 100, None),
+)
+
+
+def print_comparison(summaries: dict[str | None, dict[str, Any]]) -> None:
+    """One table, a row per policy; on a terminal the best of each column is bold."""
+    from edgecut.output import console, fmt, table
+
+    out = console()
+    values = [[get(s) for _, get, _ in COMPARISON] for s in summaries.values()]
+    best = []
+    for j, (_, _, pick) in enumerate(COMPARISON):
+        known = [row[j] for row in values if row[j] is not None]
+        best.append(pick(known) if pick and known and out.is_terminal else None)
+    rows = [
+        [
+            str(label),
+            *(
+                "-" if v is None else f"[bold]{fmt(v)}[/]" if v == b else fmt(v)
+                for v, b in zip(row, best, strict=True)
+            ),
+        ]
+        for label, row in zip(summaries, values, strict=True)
+    ]
+    first = next(iter(summaries.values()))
+    out.print(
+        table(
+            f"Policies compared: {first['scenario']}, {first['cameras']:,} cameras, "
+            f"{first['duration_s']:g} s, deadline {first['deadline_ms']:g} ms"
+            + (" (bold: best)" if out.is_terminal else ""),
+            ["policy", *(header for header, _, _ in COMPARISON)],
+            rows,
+            right=set(range(1, len(COMPARISON) + 1)),
+        )
+    )
