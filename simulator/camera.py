@@ -74,6 +74,12 @@ class FrameBatch(NamedTuple):
     def n_frames(self) -> int:
         return int(self.arrival_s.shape[0])
 
+    def writable(self) -> FrameBatch:
+        """This batch, copied if any of its arrays is read-only (as Ray hands them over)."""
+        if all(col.flags.writeable for col in self):
+            return self
+        return FrameBatch._make(np.array(col) for col in self)
+
 
 # ------------------------------------------------------------------------------ kernels
 

@@ -54,6 +54,7 @@ class SimResult:
     wall_s: float
     shards: int
     transport: str
+    compile_s: float = 0.0  # warming numba up before the clock started (not in wall_s)
     _percentiles: dict[int, list[float]] = field(default_factory=dict, repr=False)
 
     # -- summaries -------------------------------------------------------------------
@@ -120,6 +121,7 @@ class SimResult:
             "cloud_utilization": _ratio(busy, capacity),
             "wall_s": self.wall_s,
             "frames_per_s": _ratio(frames, self.wall_s),
+            "compile_s": self.compile_s,
             "shards": self.shards,
             "transport": self.transport,
             "windows": len(plan.windows),
@@ -252,6 +254,7 @@ def collect(
     *,
     wall_s: float,
     transport: str,
+    compile_s: float = 0.0,
 ) -> SimResult:
     """Pool shard and site results (camera ranges added in id order: shard-independent)."""
     stats = CameraStats.zeros(plan.n_cameras)
@@ -268,4 +271,4 @@ def collect(
         for g, x in site.samples.items():
             samples.setdefault(g, []).append(x)
     pooled = {g: np.concatenate(parts) for g, parts in samples.items()}
-    return SimResult(plan, stats, pooled, options, sites, wall_s, len(shards), transport)
+    return SimResult(plan, stats, pooled, options, sites, wall_s, len(shards), transport, compile_s)

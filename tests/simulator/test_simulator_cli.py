@@ -34,6 +34,7 @@ def test_simulate_json_contract(capsys) -> None:
         "cloud_utilization",
         "wall_s",
         "frames_per_s",
+        "compile_s",
         "groups",
         "dropped_frames",
         "throughput_fps",

@@ -11,7 +11,7 @@ from simulator.engine import simulate
 from simulator.fleet import compile_scenario
 from simulator.scenario import scenario_from_dict
 
-RUN_FIELDS = ("wall_s", "frames_per_s", "shards", "transport", "windows")
+RUN_FIELDS = ("wall_s", "frames_per_s", "compile_s", "shards", "transport", "windows")
 
 
 def mixed_scenario(**changes: Any) -> Any:
