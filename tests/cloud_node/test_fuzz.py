@@ -49,7 +49,7 @@ from partitioner.codecs import CODECS
 from partitioner.deploy import crossing
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import TensorSpec
-from protos import arrays, serde, splice
+from protos import arrays, serde, splice, transport
 from protos.errors import TensorWireError
 from protos.inference import grpc_service_pb2 as pb
 
@@ -149,7 +149,8 @@ class RecordingBatcher(Batcher):
 
 
 class Harness:
-    """The cloud node's ModelInfer handler in process, over every tail of ``root``."""
+    """The cloud node's ModelInfer handler in process, over every tail of ``root``, built as
+    ``cloud_node.server.CloudNode.start`` builds it (limits aside: see MAX_REQUEST_BYTES)."""
 
     def __init__(self, root: Path, *, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         store = ModelStore(root)
@@ -171,6 +172,7 @@ class Harness:
             NodeMetrics(),
             log,
             max_request_bytes=max_request_bytes,
+            max_message_bytes=transport.DEFAULT_MAX_MESSAGE_BYTES,  # CloudConfig's default
             serving=lambda: True,
             in_flight=InFlight(),
         )
@@ -667,19 +669,28 @@ def decoded_by_codec(tensors: Sequence[np.ndarray], codec: str) -> list[np.ndarr
 
 @st.composite
 def hostile_requests(draw: st.DrawFn, targets: Sequence[Target]) -> Case:
-    """Valid requests, mutated ones (structurally, then maybe byte by byte), bytes and noise."""
+    """Valid requests, mutated ones (structurally, then maybe byte by byte), bytes and noise.
+
+    Messages are serialized with their parameter maps in key order: protobuf's own map order
+    varies from process to process, and the byte mutations would then hit other fields.
+    """
     kind = draw(st.sampled_from(["valid", "bytes", "noise", *["mutated"] * 4]))
     msg, target, codec, tensors = draw(valid_requests(targets))
     steps = [kind, f"codec:{codec}"]
     if kind == "valid":
-        return Case(msg.SerializeToString(), target, steps, decoded_by_codec(tensors, codec))
+        return Case(
+            msg.SerializeToString(deterministic=True),
+            target,
+            steps,
+            decoded_by_codec(tensors, codec),
+        )
     if kind == "noise":
         data = draw(st.one_of(st.binary(max_size=4096), wire_noise()))
         return Case(data, target, steps)
     if kind == "mutated":
         for _ in range(draw(st.integers(1, 4))):
             steps.append(draw(st.sampled_from(MUTATIONS))(draw, msg, target))
-    data = msg.SerializeToString()
+    data = msg.SerializeToString(deterministic=True)
     if kind == "bytes" or draw(st.integers(0, 7)) == 0:
         data = draw(byte_mutations(data))
         steps.append("bytes")
@@ -818,5 +829,9 @@ def test_decompression_bombs_are_refused_within_the_bound(harness: Harness, bomb
         del msg.inputs[i].shape[:]
         msg.inputs[i].shape.append(len(raw))
         _set_param(msg.inputs[i].parameters, crossing.CODEC_PARAM, codec)
-        case = Case(msg.SerializeToString(), target, ["mutated", f"bomb:{bomb}", str(size)])
+        case = Case(
+            msg.SerializeToString(deterministic=True),
+            target,
+            ["mutated", f"bomb:{bomb}", str(size)],
+        )
         assert check(harness, case).kind == "refused"
