@@ -136,7 +136,9 @@ LARGE_BNECKS = tuple(
         (5, 960, 160, True, True, 1),
     )
 )
-# Table 2 (MobileNetV3-Small).
+# Table 2 (MobileNetV3-Small). The table also marks SE on the final 1x1 conv (576); the
+# sizes of Table 3 (2.5M, 56M MAdds) are those of the network without it (an SE there
+# would add 0.17M parameters), so it is left out, as in the released models.
 SMALL_BNECKS = tuple(
     BneckSpec(*row)
     for row in (
