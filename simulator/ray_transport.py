@@ -10,9 +10,13 @@ object store. Results equal the local engine's for any number of shards.
 
 :func:`map_plans` runs independent small simulations (a sweep's grid) as Ray tasks.
 
-``address=None`` starts a local Ray (no dashboard, this machine's CPUs) and shuts it
-down afterwards; ``address="auto"`` joins a running cluster. A Ray already initialised
-by the caller (tests) is used as is and left running.
+Where it runs (:func:`cluster_address`): ``address`` (``--address``: ``auto``, the
+cluster of the last ``ray start`` on this machine, or ``HOST:PORT``) joins that cluster
+as it is, after checking that it answers; else ``RAY_ADDRESS`` (which ``ray job submit``
+sets for its jobs) does the same; else a local Ray is started (no dashboard, this
+machine's CPUs) with ``address="local"``, so that neither a running cluster nor the
+address file a dead one left behind is joined, and shut down afterwards. A Ray already
+initialised by the caller (tests) is used as is and left running.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,10 +39,14 @@ from simulator.site import CloudSite, SiteResult
 # A local Ray gets this much shared memory for objects: windows in flight are tens of MB
 # and the final latency samples 8 bytes a frame; Ray spills to disk beyond it.
 LOCAL_OBJECT_STORE_BYTES = 2 * 1024**3
+# How long a cluster's GCS port may take to accept a connection before we say it does not
+# answer: Ray itself would retry a dead address for minutes.
+PROBE_TIMEOUT_S = 5.0
 
 
 def init_local(attempts: int = 2, **options: Any) -> None:
-    """``ray.init(**options)`` for a local Ray, started again if its first start fails.
+    """``ray.init(address="local", **options)``: a new local Ray, started again if its
+    first start fails.
 
     On a busy machine a new local Ray now and then never sees its raylet register within
     Ray's fixed 30 s grace period (seen once in CI: the raylet wrote no log at all, and
@@ -46,6 +55,9 @@ def init_local(attempts: int = 2, **options: Any) -> None:
     """
     import ray  # on first use: only Ray runs pay its import (~0.4 s)
 
+    # "local": a new Ray even when RAY_ADDRESS or the address file of a `ray start` (live
+    # or long dead) names a cluster, which ray.init(num_cpus=...) would refuse to join.
+    options.setdefault("address", "local")
     for attempt in range(1, attempts + 1):
         try:
             ray.init(**options)
@@ -62,9 +74,65 @@ def init_local(attempts: int = 2, **options: Any) -> None:
             ray.shutdown()
 
 
+def cluster_address(address: str | None) -> tuple[str, str] | None:
+    """The cluster to join and what named it, or None to start a local Ray.
+
+    ``address`` (``--address``) first, then the ``RAY_ADDRESS`` environment variable;
+    ``local`` (or neither) means a local Ray.
+    """
+    if address:
+        return None if address == "local" else (address, f"--address {address}")
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env and env != "local":
+        return env, f"RAY_ADDRESS={env}"
+    return None
+
+
+def _address_file() -> str:
+    """Where ``ray start`` leaves its cluster's address (read by ``address="auto"``)."""
+    try:
+        from ray._common.utils import get_ray_address_file  # Ray >= 2.4x
+    except ImportError:  # pragma: no cover - older Ray
+        return "ray_current_cluster in Ray's temp dir"
+    return str(get_ray_address_file(None))
+
+
+def check_cluster(address: str, named_by: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`EdgecutError` unless the cluster ``address`` resolves to (as
+    ``ray.init`` resolves it: ``auto`` reads RAY_ADDRESS or the address file) accepts a
+    connection within ``timeout_s``: Ray would retry a dead one for minutes."""
+    if "://" in address:  # a Ray client address: ray.init reports its own errors
+        return
+    from ray._private import services  # the resolution ray.init itself uses
+
+    try:
+        resolved = services.canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as exc:
+        raise EdgecutError(
+            f"{named_by}: no Ray cluster to join ({exc}); start one with `ray start --head`, "
+            "or leave --address out to run on a local Ray"
+        ) from None
+    if resolved is None:
+        return
+    if address == "auto" and not os.environ.get("RAY_ADDRESS", "").strip():
+        named_by += f" (found in {_address_file()})"
+    host, _, port = resolved.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise EdgecutError(
+            f"{named_by}: the Ray cluster at {resolved} does not answer ({why}); is it "
+            "stopped? Start one with `ray start --head`, or leave --address out (and unset "
+            "RAY_ADDRESS) to run on a local Ray"
+        ) from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[Any]:
-    """A connected Ray: the caller's, a cluster at ``address``, or a local one we stop."""
+    """A connected Ray: the caller's, a cluster (:func:`cluster_address`), or a local one
+    that we start and stop."""
     import ray  # lazily, as above
 
     if ray.is_initialized():
@@ -76,18 +144,22 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
         "log_to_driver": True,
         "configure_logging": True,
     }
-    if address is None:
-        options["num_cpus"] = num_cpus or os.cpu_count() or 1
-        options["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
+    cluster = cluster_address(address)
+    if cluster is None:
+        init_local(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            **options,
+        )
     else:
-        options["address"] = address
-    try:
-        if address is None:
-            init_local(**options)
-        else:
-            ray.init(**options)
-    except ConnectionError as exc:
-        raise EdgecutError(f"cannot connect to Ray at {address!r}: {exc}") from None
+        target, named_by = cluster
+        check_cluster(target, named_by)
+        try:
+            # Joining: the cluster's own CPUs and object store (ray.init refuses them).
+            ray.init(address=target, **options)
+        except ConnectionError as exc:
+            raise EdgecutError(f"{named_by}: cannot connect to Ray: {exc}") from None
     try:
         yield ray
     finally:
