@@ -16,12 +16,8 @@ import math
 import torch
 from torch import nn
 
-from partitioner.model.zoo.mobilenetv3 import (
-    ConvBNAct,
-    SqueezeExcite,
-    init_lightweight,
-    make_divisible,
-)
+from partitioner.model.zoo.mobilenet import make_divisible
+from partitioner.model.zoo.mobilenetv3 import ConvBNAct, SqueezeExcite, init_lightweight
 from partitioner.model.zoo.registry import register_model
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from partitioner.model.zoo.registry import register_model
 
 
-def _make_divisible(value: float, divisor: int = 8) -> int:
+def make_divisible(value: float, divisor: int = 8) -> int:
     """Round a channel count to a multiple of ``divisor``, never dropping more than 10%."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     if rounded < 0.9 * value:
@@ -80,11 +80,11 @@ class MobileNetV2(nn.Module):
         self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2
     ) -> None:
         super().__init__()
-        in_channels = _make_divisible(32 * width_mult)
-        last_channels = _make_divisible(1280 * max(1.0, width_mult))
+        in_channels = make_divisible(32 * width_mult)
+        last_channels = make_divisible(1280 * max(1.0, width_mult))
         features: list[nn.Module] = [ConvBNReLU6(3, in_channels, stride=2)]
         for t, c, n, s in MOBILENET_V2_SETTINGS:
-            out_channels = _make_divisible(c * width_mult)
+            out_channels = make_divisible(c * width_mult)
             for i in range(n):
                 features.append(InvertedResidual(in_channels, out_channels, s if i == 0 else 1, t))
                 in_channels = out_channels

@@ -20,17 +20,10 @@ from typing import cast
 import torch
 from torch import nn
 
+from partitioner.model.zoo.mobilenet import make_divisible
 from partitioner.model.zoo.registry import register_model
 
 Activation = Callable[[], nn.Module]
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round a channel count to a multiple of ``divisor``, never dropping more than 10%."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
 
 
 class ConvBNAct(nn.Sequential):
