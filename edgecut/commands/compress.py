@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import add_model_args, positive_int, read_plan_json
+from edgecut.args import (
+    PLAN_FILE,
+    add_model_args,
+    input_dir,
+    input_file,
+    output_dir,
+    read_plan_json,
+    threads,
+)
 
 # For --help only: the registry imports torch, which --help must not wait for; errors
 # list the registry's own names.
@@ -18,14 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="make the edge head of a plan smaller; measure the accuracy it costs",
     )
     add_model_args(p)
-    p.add_argument("--plan", metavar="JSON", help="a plan from `edgecut plan --out`: the cut")
+    p.add_argument(
+        "--plan", type=PLAN_FILE, metavar="JSON", help="a plan from `edgecut plan --out`: the cut"
+    )
     p.add_argument("--cut-after", metavar="NODE", help="compress the head ending at NODE instead")
     p.add_argument(
         "--method",
         help=f"{METHODS} (default: the config's method, else the one `plan --compress` chose)",
     )
     p.add_argument(
-        "--config", metavar="YAML", help="method settings, seed, data, codec (docs/compression.md)"
+        "--config",
+        type=input_file("a YAML compression config file"),
+        metavar="YAML",
+        help="method settings, seed, data, codec (docs/compression.md)",
     )
     p.add_argument(
         "--codec",
@@ -33,12 +46,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--baseline",
+        type=input_dir("a split artifact directory"),
         metavar="DIR",
         help="the deployed `edgecut split` of this plan: its tail.pt2 is reused byte for byte",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="where to write the split artifact")
     p.add_argument(
-        "--threads", type=positive_int, help="torch threads for training and timing (default: all)"
+        "--out",
+        required=True,
+        type=output_dir("the split artifact"),
+        metavar="DIR",
+        help="where to write the split artifact",
+    )
+    p.add_argument(
+        "--threads", type=threads, help="torch threads for training and timing (default: all)"
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=run)
@@ -54,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from partitioner.compress import CompressConfig, load_config
     from partitioner.compress.compressor import compress
     from partitioner.errors import EdgecutError
-    from partitioner.model.spec import parse_input_shape
     from partitioner.planner import Planner
     from partitioner.solve.plan import Plan
 
@@ -86,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
-    shape = parse_input_shape(args.input_shape) if args.input_shape else None
-    planner = Planner.create(args.model, input_shape=shape)
+    planner = Planner.create(args.model, input_shape=args.input_shape)
     plan = Plan.from_json(plan_data) if args.plan else planner.cut_after(args.cut_after)
 
     with warnings.catch_warnings(), ProgressBar() as progress:

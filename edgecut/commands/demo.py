@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edgecut.args import positive_float, positive_int
+from edgecut.args import output_dir, positive_float, positive_int
 from edgecut.commands.cloud import quiet_openmp
 
 
@@ -35,7 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-emulate", action="store_true", help="plain loopback instead of the preset's link"
     )
-    p.add_argument("--keep", metavar="DIR", help="build the repository here and keep it")
+    p.add_argument(
+        "--keep",
+        type=output_dir("the demo's model repository"),
+        metavar="DIR",
+        help="build the repository here and keep it",
+    )
     p.add_argument("--json", action="store_true", help="print plan, summary and table as JSON")
     p.set_defaults(run=run)
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgecut.args import add_plan_args, bandwidth_range, non_negative_float
+from edgecut.args import (
+    add_plan_args,
+    bandwidth_range,
+    input_file,
+    non_negative_float,
+    output_file,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,10 +41,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --accuracy-budget: auto (every method, and none) or a list such as int8,prune",
     )
     p.add_argument(
-        "--config", metavar="YAML", help="compression settings for --compress (docs/compression.md)"
+        "--config",
+        type=input_file("a YAML compression config file"),
+        metavar="YAML",
+        help="compression settings for --compress (docs/compression.md)",
     )
-    p.add_argument("--plot", metavar="PNG", help="draw latency per cut and against bandwidth")
-    p.add_argument("--out", metavar="JSON", help="also write the plan (JSON) to this file")
+    p.add_argument(
+        "--plot",
+        type=output_file("the plot", suffix=".png"),
+        metavar="PNG",
+        help="draw latency per cut and against bandwidth",
+    )
+    p.add_argument(
+        "--out",
+        type=output_file("the plan (JSON)"),
+        metavar="JSON",
+        help="also write the plan (JSON) to this file",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
@@ -46,10 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgecut.args import make_planner
     from edgecut.output import print_json
-    from partitioner.errors import EdgecutError
 
-    if args.plot and not args.plot.lower().endswith(".png"):
-        raise EdgecutError(f"--plot expects a .png path, got {args.plot!r}")
     compressing = args.compress is not None or args.accuracy_budget is not None
     if compressing:
         _check_compress_args(args)
@@ -90,14 +106,9 @@ def run(args: argparse.Namespace) -> int:
 def _write_out(args: argparse.Namespace, plan) -> None:
     if not args.out:
         return
-    import json
+    from partitioner.deploy.files import write_json_atomic
 
-    from partitioner.errors import EdgecutError
-
-    try:
-        Path(args.out).write_text(json.dumps(plan.to_json(), indent=2) + "\n")
-    except OSError as exc:
-        raise EdgecutError(f"cannot write --out {args.out}: {exc.strerror}") from None
+    write_json_atomic(Path(args.out), plan.to_json())  # a reader never sees half a plan
 
 
 def _check_compress_args(args: argparse.Namespace) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import add_model_args, positive_int
+from edgecut.args import add_model_args, int_in_range
+
+MAX_REPEATS = 10_000  # a host measurement of this many runs per node is already minutes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", required=True, help="device preset, or host to measure here")
     p.add_argument("--dtype", help="compute dtype (device default)")
     p.add_argument(
-        "--repeats", type=positive_int, default=10, help="host: timed runs per node (default 10)"
+        "--repeats",
+        type=int_in_range(1, MAX_REPEATS, "timed runs per node"),
+        default=10,
+        help="host: timed runs per node (default 10)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
@@ -23,14 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgecut.output import console, human_bytes, print_json, table
     from partitioner.model.capture import capture
-    from partitioner.model.spec import load_model, parse_input_shape
+    from partitioner.model.spec import load_model
     from partitioner.pricing.profiles import DEVICES
 
     # The cheap arguments first: a typo should not cost a capture.
     device = DEVICES.get(args.device)
     dtype = device.dtype(args.dtype)
-    shape = parse_input_shape(args.input_shape) if args.input_shape else None
-    loaded = load_model(args.model, shape)
+    loaded = load_model(args.model, args.input_shape)
     captured = capture(loaded.module, loaded.example_input(), name=loaded.name)
     graph = captured.graph
     measured_total = None

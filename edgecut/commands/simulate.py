@@ -7,16 +7,25 @@ import sys
 from contextlib import nullcontext
 from typing import Any
 
+from edgecut.args import SCENARIO_FILE, output_dir, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="simulate a camera fleet scenario (YAML) on Ray")
-    p.add_argument("scenario", metavar="SCENARIO.yaml", help="fleet scenario (see scenarios/)")
+    p.add_argument(
+        "scenario",
+        type=SCENARIO_FILE,
+        metavar="SCENARIO.yaml",
+        help="fleet scenario (see scenarios/)",
+    )
     p.add_argument(
         "--address", help="Ray cluster to join (auto: the running one); default: a local Ray"
     )
     p.add_argument("--no-ray", action="store_true", help="run in this process, without Ray")
     p.add_argument(
-        "--shards", type=int, help="camera shards (default: one per Ray CPU; 1 without Ray)"
+        "--shards",
+        type=positive_int,
+        help="camera shards (default: one per Ray CPU; 1 without Ray)",
     )
     p.add_argument(
         "--policy",
@@ -27,7 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="override the scenario's seed")
     p.add_argument("--duration-s", type=float, help="override the scenario's duration")
     p.add_argument(
-        "--out", metavar="DIR", help="write summary.json, cameras.csv/.parquet and plots"
+        "--out",
+        type=output_dir("the simulation's results"),
+        metavar="DIR",
+        help="write summary.json, cameras.csv/.parquet and plots",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -90,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
     from simulator.fleet import compile_scenario
     from simulator.scenario import load_scenario
 
-    if args.shards is not None and args.shards < 1:
-        raise EdgecutError(f"--shards must be >= 1, got {args.shards}")
     if args.address and args.no_ray:
         raise EdgecutError("--address and --no-ray exclude each other")
     scenario = load_scenario(args.scenario)
@@ -141,23 +151,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(results: list[Any], labels: tuple[str | None, ...], out: Any) -> None:
-    from partitioner.errors import EdgecutError
+    if len(results) == 1:
+        results[0].write(out)
+        return
+    from simulator.plots import plot_latency_cdf
 
-    try:
-        if len(results) == 1:
-            results[0].write(out)
-            return
-        from simulator.plots import plot_latency_cdf
-
-        for label, result in zip(labels, results, strict=True):
-            result.write(out / str(label).replace(":", "_"), plots=True)
-        plot_latency_cdf(
-            {str(label): r.all_samples() for label, r in zip(labels, results, strict=True)},
-            out / "latency_cdf.png",
-            deadline_ms=results[0].plan.scenario.deadline_ms,
-        )
-    except OSError as exc:
-        raise EdgecutError(f"cannot write --out {out}: {exc.strerror}") from None
+    for label, result in zip(labels, results, strict=True):
+        result.write(out / str(label).replace(":", "_"), plots=True)
+    plot_latency_cdf(
+        {str(label): r.all_samples() for label, r in zip(labels, results, strict=True)},
+        out / "latency_cdf.png",
+        deadline_ms=results[0].plan.scenario.deadline_ms,
+    )
 
 
 def print_summary(summary: dict[str, Any], label: str | None = None) -> None:

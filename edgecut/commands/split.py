@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from edgecut.args import add_plan_args, read_plan_json
+from edgecut.args import PLAN_FILE, add_plan_args, output_dir, read_plan_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("split", help="export the head and tail of a plan as a split artifact")
     add_plan_args(p)
     p.add_argument(
-        "--plan", metavar="JSON", help="a plan from `edgecut plan --out` (else plan now)"
+        "--plan",
+        type=PLAN_FILE,
+        metavar="JSON",
+        help="a plan from `edgecut plan --out` (else plan now)",
     )
     p.add_argument("--cut-after", metavar="NODE", help="split after NODE instead of solving")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the artifact to")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=output_dir("the split artifact"),
+        metavar="DIR",
+        help="directory to write the artifact to",
+    )
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(run=run)
 

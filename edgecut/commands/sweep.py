@@ -1,12 +1,19 @@
 """``edgecut sweep``: simulate a scenario for every cut x bandwidth (x fleet size) and pick
-the best cut of each condition, beside the planner's."""
+the best cut of each condition, beside the planner's cut simulated in the same condition."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from contextlib import nullcontext
 from typing import Any
+
+from edgecut.args import SCENARIO_FILE, output_dir
+
+# Cameras in one simulated fleet: a hundred times scenarios/metro-100k.yaml, and arrays of
+# this length per camera still fit in memory.
+MAX_FLEET_SIZE = 10_000_000
 
 
 def _floats(text: str) -> list[float]:
@@ -14,8 +21,8 @@ def _floats(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers such as 1,5,20, got {text!r}") from None
-    if not values or any(not v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
+    if not values or any(not 0 < v < math.inf for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, all finite, got {text!r}")
     return values
 
 
@@ -26,14 +33,21 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"expected integers such as 100,1000, got {text!r}"
         ) from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    if not values or any(not 1 <= v <= MAX_FLEET_SIZE for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected integers in 1..{MAX_FLEET_SIZE:,}, got {text!r}"
+        )
     return values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="simulate every cut x bandwidth and pick the best cut")
-    p.add_argument("scenario", metavar="SCENARIO.yaml", help="fleet scenario (see scenarios/)")
+    p.add_argument(
+        "scenario",
+        type=SCENARIO_FILE,
+        metavar="SCENARIO.yaml",
+        help="fleet scenario (see scenarios/)",
+    )
     p.add_argument(
         "--cuts",
         default="all",
@@ -56,10 +70,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "deadline-miss rate (default mean)",
     )
     p.add_argument(
-        "--address", help="Ray cluster to join (auto: the running one); default: a local Ray"
+        "--address",
+        help="Ray cluster to join (auto: the one `ray start` started here last); default: "
+        "RAY_ADDRESS if set, else a new local Ray",
     )
     p.add_argument("--no-ray", action="store_true", help="run the grid in this process")
-    p.add_argument("--out", metavar="DIR", help="write sweep.json and sweep.png")
+    p.add_argument(
+        "--out",
+        type=output_dir("sweep.json and sweep.png"),
+        metavar="DIR",
+        help="write sweep.json and sweep.png",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -81,11 +102,13 @@ def run(args: argparse.Namespace) -> int:
         cuts = [c.strip() for c in cuts.split(",") if c.strip()]
         if not cuts:
             raise EdgecutError("--cuts expects all or a comma-separated list of cuts")
-    bar, on_done = _progress(not (args.quiet or args.json))
+    bar, on_done = progress_bar(not (args.quiet or args.json))
 
     def run_grid(plans: list[Any]) -> list[Any]:
         from simulator.sweep import run_cell
 
+        if on_done:  # the total from the start, not "0/None"
+            on_done(0, len(plans))
         with bar:
             if args.no_ray:
                 out = []
@@ -113,12 +136,9 @@ def run(args: argparse.Namespace) -> int:
         from simulator.plots import plot_sweep
 
         out = Path(args.out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "sweep.json").write_text(json.dumps(data, indent=2) + "\n")
-            plot_sweep(data["cells"], _metric_label(args.metric), out / "sweep.png", data["cuts"])
-        except OSError as exc:
-            raise EdgecutError(f"cannot write --out {out}: {exc.strerror}") from None
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.json").write_text(json.dumps(data, indent=2) + "\n")
+        plot_sweep(data["cells"], _metric_label(args.metric), out / "sweep.png", data["cuts"])
     if args.json:
         print_json(data)
     else:
@@ -130,7 +150,15 @@ def _metric_label(metric: str) -> str:
     return "deadline-miss rate" if metric == "miss-rate" else f"{metric} latency (ms)"
 
 
-def _progress(enabled: bool) -> tuple[Any, Any]:
+def _metric_column(metric: str) -> str:
+    """A table header for the metric, with its unit."""
+    return "miss rate" if metric == "miss-rate" else f"{metric} ms"
+
+
+def progress_bar(enabled: bool) -> tuple[Any, Any]:
+    """A rich progress bar of cells on stderr, as ``(context, on_done)``; off when not a
+    TTY. ``on_done(done, total)`` sets the total too (the grid's size is known once the
+    scenario is compiled)."""
     if not enabled or not sys.stderr.isatty():
         return nullcontext(), None
     from rich.console import Console
@@ -160,24 +188,27 @@ def _print(data: dict[str, Any]) -> None:
                 b["cut"],
                 b["value"],
                 b["planner_cut"],
+                b["planner_value"],
                 b["planner_predicted_ms"],
                 "yes" if b["matches_planner"] else "no",
             ]
         )
+    metric = _metric_column(data["metric"])
     console().print(
         table(
             f"{data['scenario']}: best of {len(data['cuts'])} cuts by {_metric_label(data['metric'])} "
-            f"({len(data['cells'])} simulations in {data['wall_s']:.1f} s)",
+            f"({len(data['cells'])} cells in {data['wall_s']:.1f} s)",
             [
                 "Mbit/s",
                 "cameras",
                 "best cut",
-                data["metric"],
-                "planner's cut (idle cloud)",
-                "planner ms",
+                metric,
+                "planner's cut",
+                f"planner's {metric} (simulated)",
+                "planner's ms (predicted, idle cloud)",
                 "same",
             ],
             rows,
-            right={0, 1, 3, 5},
+            right={0, 1, 3, 5, 6},
         )
     )
