@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from edgecut.args import non_negative_float, port_number, positive_int
+from edgecut.args import (
+    check_listen_port,
+    message_mb,
+    non_negative_float,
+    output_file,
+    port_number,
+    positive_int,
+    threads,
+)
 
 
 def default_threads() -> int:
@@ -81,7 +89,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--repository", required=True, metavar="DIR", help="model repository")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=port_number, default=8001, help="0 picks a free port")
-    serve.add_argument("--port-file", metavar="FILE", help="write the bound port here once ready")
+    serve.add_argument(
+        "--port-file",
+        type=output_file("the bound port"),
+        metavar="FILE",
+        help="write the bound port here once ready",
+    )
     serve.add_argument("--tls-cert", metavar="PEM", help="server certificate (enables TLS)")
     serve.add_argument("--tls-key", metavar="PEM", help="server private key")
     serve.add_argument("--tls-client-ca", metavar="PEM", help="require client certs from this CA")
@@ -103,12 +116,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--workers", type=positive_int, default=64, help="gRPC handler threads")
     serve.add_argument(
         "--threads",
-        type=positive_int,
+        type=threads,
         default=default_threads(),
         help=f"torch threads for the tails (default {default_threads()})",
     )
     serve.add_argument(
-        "--max-message-mb", type=positive_int, default=64, help="gRPC message limit, MiB"
+        "--max-message-mb",
+        type=message_mb,
+        default=64,
+        help="gRPC message limit, MiB: 1..2047 (gRPC's limit is under 2 GiB; default 64)",
     )
     serve.add_argument("--metrics-port", type=port_number, help="serve Prometheus /metrics here")
     serve.add_argument("--metrics-host", default="127.0.0.1", help="address for /metrics")
@@ -162,6 +178,11 @@ def run_serve(args: argparse.Namespace) -> int:
     from partitioner.errors import EdgecutError
     from protos.transport import ServerTLS
 
+    if args.metrics_port is not None and args.metrics_port == args.port != 0:
+        raise EdgecutError(f"--metrics-port {args.port}: expected a port other than --port")
+    check_listen_port("--port", args.host, args.port)  # before anything loads
+    if args.metrics_port is not None:
+        check_listen_port("--metrics-port", args.metrics_host, args.metrics_port)
     tls = None
     if args.tls_cert or args.tls_key or args.tls_client_ca:
         if not (args.tls_cert and args.tls_key):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import non_negative_float, positive_float, positive_int
+from edgecut.args import non_negative_float, output_file, positive_float, threads
 from edgecut.commands.cloud import default_threads, quiet_openmp, read_token_file, tls_error
 
 
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument(
         "--threads",
-        type=positive_int,
+        type=threads,
         default=default_threads(),
         help=f"torch threads for the heads (default {default_threads()})",
     )
@@ -67,7 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--emulate-rtt-ms", type=non_negative_float, default=0.0, help="and this added delay"
     )
-    run.add_argument("--results", metavar="FILE", help="write one JSON line per frame here")
+    run.add_argument(
+        "--results",
+        type=output_file("per-frame results"),
+        metavar="FILE",
+        help="write one JSON line per frame here",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.set_defaults(run=run_edge)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import add_plan_args, bandwidth_range
+from edgecut.args import add_plan_args, bandwidth_range, output_dir, output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="LO:HI",
         help="uplink range in Mbit/s the table covers (default 0.5:500)",
     )
-    build.add_argument("--out", required=True, metavar="DIR", help="repository directory")
+    build.add_argument(
+        "--out",
+        required=True,
+        type=output_dir("the model repository"),
+        metavar="DIR",
+        help="repository directory",
+    )
     build.add_argument("--name", help="model name in the repository (default: the model's)")
     build.add_argument(
         "--cut-after",
@@ -56,7 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     keygen = actions.add_parser("keygen", help="make an Ed25519 key pair for signing versions")
     keygen.add_argument(
-        "--out", required=True, metavar="KEY.pem", help="private key (mode 0600); KEY.pub.pem"
+        "--out",
+        required=True,
+        type=output_file("the private key"),
+        metavar="KEY.pem",
+        help="private key (mode 0600); KEY.pub.pem",
     )
     keygen.set_defaults(run=run_keygen)
 
