@@ -11,11 +11,21 @@ cannot capture, gives every node its shape from fake tensors without running
 the model, keeps the batch dimension symbolic so the cloud can batch, and is the
 same IR the split artifacts are saved in (``.pt2``), so what is planned is what
 is deployed.
+
+The exported program is functionalised by torch itself
+(``ExportedProgram.run_decompositions({})``): in-place ops and writes through views
+become out-of-place ops with identical results, so a half is a pure function of its
+inputs whatever the model's ``forward`` mutates, while the ops the pricing knows
+(``conv2d``, ``linear``, ``layer_norm``, ``scaled_dot_product_attention``, ``lstm``)
+are kept whole rather than lowered to the core ATen set. Each node's FLOPs then come
+from running it on fake tensors at batch 1 under torch's flop counter
+(:func:`_account`), with :mod:`partitioner.model.ops` pricing what torch does not.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +45,7 @@ class CapturedModel:
     """A graph together with the runnable FX module it was read from."""
 
     graph: Graph
-    module: fx.GraphModule  # unlifted (params as get_attr), in-place ops rewritten
+    module: fx.GraphModule  # unlifted (params as get_attr), functional: no in-place op
     fx_names: dict[str, str]  # graph node name -> fx node name
     input_shape: tuple[int, ...]
     dynamic_batch: bool  # dim 0 is symbolic in ``module``
@@ -68,7 +78,7 @@ def capture(
     is_dynamic = False
     if dynamic_batch:
         # export specialises sizes 0 and 1, so trace the symbolic batch with 2 frames.
-        batch2 = example_input.expand(2, *input_shape[1:]).clone()
+        batch2 = torch.cat([example_input[:1], example_input[:1]]) if input_shape else example_input
         try:
             exported = _export(model, batch2, dynamic=True)
             is_dynamic = True
@@ -76,11 +86,15 @@ def capture(
         except CaptureError:
             exported = None
     if exported is None:
-        exported = _export(model, example_input, dynamic=False)
+        try:
+            exported = _export(model, example_input, dynamic=False)
+        except CaptureError:
+            check_runs(model, example_input)  # a model that cannot run on its input says where
+            raise
         example = example_input
     module = exported.module()
     _strip_guards(module)
-    _rewrite_inplace(module)
+    _restore_batch_norm(module)
     module.recompile()
     graph, fx_names = _GraphReader(module).read(name)
     return CapturedModel(
@@ -94,29 +108,140 @@ def capture(
 
 
 def _export(model: nn.Module, example: torch.Tensor, *, dynamic: bool) -> Any:
+    """``torch.export`` of ``model`` on ``example``, functionalised; any refusal is a CaptureError.
+
+    Why ``run_decompositions({})`` and not a decomposition table: an empty table only
+    functionalises (in-place ops, writes through views and aliasing are removed by
+    torch, with identical outputs) and keeps every op whole, so the graph keeps the
+    ops the pricing and the node names know; the core ATen table would lower
+    ``linear``, ``layer_norm`` and attention to dozens of primitives.
+    """
     from torch.export import Dim, export
 
     dynamic_shapes = ({0: Dim("batch", min=1, max=MAX_BATCH)},) if dynamic else None
+    trail = _ModuleTrail(model)
     try:
+        with torch.no_grad(), trail:
+            exported = export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False)
         with torch.no_grad():
-            return export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False)
+            return exported.run_decompositions({})
     except Exception as exc:  # torch raises many types; all mean "cannot trace"
-        raise CaptureError(_describe_export_failure(exc)) from exc
+        raise CaptureError(_describe_export_failure(exc, trail.where())) from exc
 
 
-def _describe_export_failure(exc: Exception) -> str:
+class _ModuleTrail:
+    """Which submodule is running: forward hooks keep a stack of module paths.
+
+    When tracing fails the stack is left where it failed (an exception skips the
+    closing hooks), so an error can name the layer.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.stack: list[tuple[str, nn.Module, tuple[Any, ...]]] = []
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> _ModuleTrail:
+        self.stack.clear()
+        for path, module in self.model.named_modules():
+            if not path:
+                continue
+            self.handles.append(module.register_forward_pre_hook(self._enter(path)))
+            self.handles.append(module.register_forward_hook(self._leave))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _enter(self, path: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            self.stack.append((path, module, args))
+
+        return hook
+
+    def _leave(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self.stack and self.stack[-1][1] is module:
+            self.stack.pop()
+
+    def where(self) -> str:
+        """``at <path> (<ModuleType>)`` of the innermost running module, or ''."""
+        if not self.stack:
+            return ""
+        path, module, _ = self.stack[-1]
+        return f"at {path} ({type(module).__name__})"
+
+
+def check_runs(model: nn.Module, example: torch.Tensor) -> None:
+    """Run ``model`` eagerly on ``example``; a failure is one CaptureError naming the layer.
+
+    A model that cannot run on its input (3 input channels expected, 1 given) fails
+    inside torch.export with a message about tracing; run eagerly, the same mistake
+    says which layer refused what.
+    """
+    trail = _ModuleTrail(model)
+    try:
+        with torch.no_grad(), trail:
+            model(example)
+    except Exception as exc:
+        shape = "x".join(map(str, example.shape))
+        layer = trail.stack[-1] if trail.stack else None
+        if layer is None:
+            raise CaptureError(
+                f"the model does not run on an input of shape {shape} (dim 0 is the batch): "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
+        path, module, args = layer
+        got = args[0].shape if args and isinstance(args[0], torch.Tensor) else None
+        raise CaptureError(
+            f"the model does not run on an input of shape {shape} (dim 0 is the batch): "
+            f"layer {path} ({type(module).__name__}) {_expectation(module, got, exc)}"
+        ) from exc
+
+
+def _expectation(module: nn.Module, got: torch.Size | None, exc: Exception) -> str:
+    """What ``module`` expects of its input and what it got, in a few words."""
+    if got is not None and len(got) > 0:
+        shape = "x".join(map(str, got))
+        if isinstance(module, nn.modules.conv._ConvNd):
+            rank = len(module.kernel_size) + 2
+            channels = got[1] if len(got) == rank else got[0] if len(got) == rank - 1 else None
+            if channels != module.in_channels:
+                return (
+                    f"expects {module.in_channels} input channels (a {rank}-D input with the "
+                    f"channels in dim 1), got {shape}"
+                )
+        if isinstance(module, nn.Linear) and got[-1] != module.in_features:
+            return f"expects {module.in_features} input features in the last dim, got {shape}"
+        batch_norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        if batch_norm and len(got) > 1 and got[1] != module.num_features:
+            return f"expects {module.num_features} input channels in dim 1, got {shape}"
+    return f"refused its input: {type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return line[:300]
+
+
+def _describe_export_failure(exc: Exception, where: str = "") -> str:
+    text = str(exc).strip()
     construct = "an unsupported construct"
     lowered = text.lower()
     if "data-dependent" in lowered or "guardondatadependent" in lowered:
         construct = "data-dependent control flow (a Python branch or loop on tensor values)"
     elif ".item()" in lowered or ("item" in lowered and "scalar" in lowered):
         construct = "a tensor converted to a Python number (.item())"
+    elif "not a known type" in lowered or "register a pytree" in lowered:
+        construct = "an input or output of a type torch.export cannot flatten (register it as a pytree, or return tensors)"
     elif "constraint" in lowered or "specializ" in lowered:
         construct = "a shape the batch dimension cannot vary in"
+    place = f" {where}" if where else ""
     return (
-        f"torch.export could not trace the model: {construct}: {type(exc).__name__}: {first[:300]}"
+        f"torch.export could not trace the model{place}: {construct}: "
+        f"{type(exc).__name__}: {_first_line(exc)}"
     )
 
 
@@ -131,57 +256,33 @@ def _strip_guards(module: fx.GraphModule) -> None:
         delattr(module, name)
 
 
-_VIEW_OPS = {
-    "view",
-    "slice",
-    "select",
-    "transpose",
-    "permute",
-    "expand",
-    "narrow",
-    "as_strided",
-    "unsqueeze",
-    "squeeze",
-    "t",
-    "diagonal",
-    "unfold",
-    "alias",
-}
+def _restore_batch_norm(module: fx.GraphModule) -> None:
+    """Turn export's eval batch norm back into ``aten.batch_norm``: one node, as the model has it.
 
-
-def _rewrite_inplace(module: fx.GraphModule) -> None:
-    """Replace in-place ops (``relu_``, ``add_``) by their out-of-place forms.
-
-    A half must be a pure function of its inputs. ``relu_(y)`` returns ``y``
-    mutated, so every later reader of ``y`` is pointed at the new node: the same
-    values, without aliasing across the cut.
+    torch.export always lowers ``batch_norm`` (it is tagged as maybe mutating) to
+    ``_native_batch_norm_legit_no_training``, which returns a tuple picked by a
+    ``getitem``. In eval mode both compute the same out-of-place function; the one
+    op keeps the layer one node named after its module (``layer1.0.bn1``), and is
+    what head compression rebuilds ``nn.BatchNorm`` modules from.
     """
-    order = {node: i for i, node in enumerate(module.graph.nodes)}
+    legit = torch.ops.aten._native_batch_norm_legit_no_training.default
     for node in list(module.graph.nodes):
-        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+        if node.op != "call_function" or node.target is not legit:
             continue
-        packet = node.target.overloadpacket.__name__
-        if not packet.endswith("_") or packet.startswith("_"):
+        picks = list(node.users)
+        if not picks or any(u.target is not operator.getitem or u.args[1] != 0 for u in picks):
             continue
-        functional = getattr(torch.ops.aten, packet[:-1], None)
-        if functional is None or not hasattr(functional, node.target._overloadname):
-            continue
-        mutated = node.args[0]
-        if isinstance(mutated, fx.Node) and mutated.op in ("placeholder", "get_attr"):
-            raise CaptureError(
-                f"in-place op {packet} at {node.name} mutates a model input or buffer; "
-                "use the out-of-place form in forward()"
+        x, weight, bias, mean, var, momentum, eps = node.args
+        with module.graph.inserting_before(node):
+            norm = module.graph.call_function(
+                torch.ops.aten.batch_norm.default,
+                (x, weight, bias, mean, var, False, momentum, eps, True),
             )
-        if isinstance(mutated, fx.Node) and _packet(mutated) in _VIEW_OPS:
-            raise CaptureError(
-                f"in-place op {packet} at {node.name} writes through a view ({mutated.name}); "
-                "use the out-of-place form in forward()"
-            )
-        node.target = getattr(functional, node.target._overloadname)
-        if isinstance(mutated, fx.Node):
-            for user in list(mutated.users):
-                if user is not node and order[user] > order[node]:
-                    user.replace_input_with(mutated, node)
+        norm.meta = {**node.meta, "val": picks[0].meta.get("val")}
+        for pick in picks:
+            pick.replace_all_uses_with(norm)
+            module.graph.erase_node(pick)
+        module.graph.erase_node(node)
 
 
 def _packet(node: fx.Node) -> str:
@@ -264,6 +365,138 @@ def _parameter_bytes(module: fx.GraphModule) -> dict[fx.Node, int]:
     return sizes
 
 
+@dataclass(frozen=True)
+class _Cost:
+    """What one FX node costs, as counted on fake tensors at batch 1."""
+
+    flops: int
+    op_class: str | None  # from the ops the node dispatched to; None if it dispatched none
+    unpriced: tuple[str, ...] = ()  # ops with no FLOP rule in torch or in ops.py
+
+
+def _shape_of(value: object) -> object:
+    """An argument as the FLOP rules read it: tensors as shapes, lists element-wise."""
+    if isinstance(value, torch.Tensor):
+        return tuple(int(d) for d in value.shape)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_shape_of(v) for v in value)
+    return value
+
+
+def _op_shapes(args: Sequence[object], out: object) -> ops.OpShapes:
+    first = out[0] if isinstance(out, (list, tuple)) and out else out
+    output = tuple(int(d) for d in first.shape) if isinstance(first, torch.Tensor) else ()
+    return ops.OpShapes(
+        inputs=[_shape_of(a) if isinstance(a, torch.Tensor) else None for a in args],  # type: ignore[misc]
+        output=output,
+        args=[_shape_of(a) for a in args],
+    )
+
+
+class _LeafOps:
+    """The ATen ops a node ran under torch's flop counter, with their shapes.
+
+    Sits below :class:`~torch.utils.flop_counter.FlopCounterMode` in the mode stack:
+    the counter decomposes what it can and counts what its registry knows (those ops
+    are marked ``counted``); every other op that reaches here is the project's to
+    price (:func:`partitioner.model.ops.count_flops`) or is unpriced.
+    """
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        self.seen: list[tuple[str, ops.OpShapes, bool]] = []  # (op, shapes, counted by torch)
+        seen = self.seen
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+                out = func(*args, **(kwargs or {}))
+                if func.namespace != "prim":
+                    counted = func._overloadpacket in flop_registry
+                    seen.append((func._overloadpacket.__name__, _op_shapes(args, out), counted))
+                return out
+
+        self.mode = Mode()
+
+
+def _account(module: fx.GraphModule, shapes: _BatchShapes) -> dict[fx.Node, _Cost]:
+    """Each call node's FLOPs and class, from running the graph on fake tensors at batch 1.
+
+    torch's flop counter prices every ATen op its registry knows (GEMMs, convolutions,
+    fused attention) after decomposing composite ops; the ops it runs without a
+    formula are priced by :mod:`partitioner.model.ops`, or reported as unpriced. An
+    op whose project rule prices it whole (an LSTM layer) is not looked into. A graph
+    that cannot run on fake tensors (an op with a data-dependent output size) keeps
+    what was counted so far; the rest is priced node by node from its shapes.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    costs: dict[fx.Node, _Cost] = {}
+    leaves = _LeafOps()
+    counter = FlopCounterMode(display=False)
+
+    class Accountant(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            target = n.target
+            if n.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+                return super().run_node(n)
+            packet = target.overloadpacket.__name__
+            rule = ops.rule_for(packet)
+            if rule is not None and rule.whole:
+                args, _ = self.fetch_args_kwargs_from_env(n)
+                out = super().run_node(n)
+                costs[n] = _Cost(rule.flops(_op_shapes(args, out)), rule.op_class)
+                return out
+            mark = len(leaves.seen)
+            with counter:
+                out = super().run_node(n)
+            costs[n] = _leaf_cost(counter.get_total_flops(), leaves.seen[mark:])
+            return out
+
+    fake = FakeTensorMode(allow_non_fake_inputs=True)
+    with fake:
+        inputs = [
+            torch.empty(shapes.shape(n.meta["val"]), dtype=n.meta["val"].dtype)
+            for n in module.graph.nodes
+            if n.op == "placeholder"
+        ]
+    try:
+        with torch.no_grad(), fake, leaves.mode:
+            Accountant(module).run(*inputs)
+    except Exception:  # an op fake tensors cannot run: the rest is priced from shapes
+        pass
+    return costs
+
+
+def _leaf_cost(torch_flops: int, seen: Sequence[tuple[str, ops.OpShapes, bool]]) -> _Cost:
+    """Torch's count plus the project's rules for the ops torch had no formula for.
+
+    The class is that of the op doing most of the work (torch's count is shared
+    evenly among the ops it counted); the node's own op may still name it instead.
+    """
+    n_counted = sum(counted for _, _, counted in seen)
+    flops = torch_flops
+    unpriced: list[str] = []
+    best: tuple[float, str] | None = None  # (flops, class) of the costliest op
+    for name, op_shapes, counted in seen:
+        op_class = ops.classify(name, op_shapes.inputs, op_shapes.args)
+        if counted:
+            count: float | None = torch_flops / n_counted
+        else:
+            count = ops.count_flops(name, op_shapes)
+            if count is None and op_class is None:
+                unpriced.append(ops.base_name(name))
+                continue
+            flops += int(count or 0)
+        if op_class is not None and (best is None or (count or 0) > best[0]):
+            best = (count or 0, op_class)
+    if unpriced:
+        return _Cost(flops, "unpriced", tuple(dict.fromkeys(unpriced)))
+    return _Cost(flops, best[1] if best else None)
+
+
 @dataclass
 class _Draft:
     """A graph node as read from the FX graph, before its users are known."""
@@ -313,6 +546,14 @@ class _GraphReader:
         self.module = module
         self.shapes = _BatchShapes(module)
         self.param_bytes = _parameter_bytes(module)
+        self.costs = _account(module, self.shapes)
+        # Leaf modules that compute (their path is claimed by that op, not by a view).
+        self.computing = {
+            _module_path(n)[0]
+            for n in module.graph.nodes
+            if n.op == "call_function"
+            and ops.op_class_of(_packet(n)) not in (None, "view", "memory")
+        }
         self.names: dict[fx.Node, str] = {}  # FX node -> graph node name
         self.taken: set[str] = set()  # the values of ``names``
         self.drafts: list[_Draft] = []
@@ -351,19 +592,28 @@ class _GraphReader:
         val = node.meta["val"]
         packet = _packet(node)
         tensor_inputs = [a for a in node.all_input_nodes if a in self.names]
-        name = self._name(node, self._base_name(node, packet))
         in_shapes = [self._arg_shape(a) for a in node.args]
         arg_values = [self._arg_value(a) for a in node.args]
         is_tuple = not isinstance(val, torch.Tensor)
         values = [(self.shapes.shape(v), v.dtype) for v in (val if is_tuple else [val])]
-        # The FLOP rules see one output shape; an op returning k tensors costs k times that.
-        op_shapes = ops.OpShapes(inputs=in_shapes, output=values[0][0], args=arg_values)
-        flops = ops.count_flops(packet, op_shapes) * len(values)
+        op_class = ops.classify(packet, in_shapes, arg_values)
+        cost = self.costs.get(node)
+        if cost is None:  # not run on fake tensors: the op's own rule, from its shapes
+            op_shapes = ops.OpShapes(inputs=in_shapes, output=values[0][0], args=arg_values)
+            count = ops.count_flops(packet, op_shapes)
+            flops = count or 0
+            if op_class is None or (count is None and op_class not in ("view", "memory")):
+                op_class = "unpriced"
+        else:
+            flops = cost.flops
+            if cost.op_class == "unpriced" or op_class is None:
+                op_class = cost.op_class or "view"  # an op that dispatched nothing is an alias
+        name = self._name(node, self._base_name(node, packet, op_class))
         self.drafts.append(
             _Draft(
                 name=name,
                 op=packet,
-                op_class=ops.classify(packet, in_shapes, arg_values),
+                op_class=op_class,
                 values=values,
                 is_tuple=is_tuple,
                 flops=flops,
@@ -376,16 +626,22 @@ class _GraphReader:
             # The getitem and the tuple it picks from must sit on the same side.
             self.ties.append((self.names[node.args[0]], name))
 
-    def _base_name(self, node: fx.Node, packet: str) -> str:
+    def _base_name(self, node: fx.Node, packet: str, op_class: str) -> str:
         """A readable name: ``op[i]`` for a getitem, the module path for a leaf module's
-        op, else the path plus the op (``layer1.0.add``)."""
+        op, else the path plus the op (``layer1.0.add``).
+
+        Views and copies never take a leaf module's bare path: functionalisation
+        replays a view where it is used, inside the module that reads it, so the
+        path names the reader (``fc.view`` feeds ``fc``). A module that only moves data
+        (``nn.Flatten``) keeps its name.
+        """
         if packet == "getitem":
             parent = node.args[0]
             return (
                 f"{self.names[parent]}[{node.args[1]}]" if isinstance(parent, fx.Node) else packet
             )
         path, leaf = _module_path(node)
-        if leaf and path:
+        if leaf and path and (op_class not in ("view", "memory") or path not in self.computing):
             return path
         return f"{path}.{packet}" if path else packet
 

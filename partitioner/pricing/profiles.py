@@ -131,12 +131,19 @@ DEVICES: Registry[DeviceProfile] = Registry("device")
 # Relative efficiencies of op classes on CPUs running PyTorch eager: dense conv and
 # GEMM reach a good fraction of peak; depthwise conv has little reuse per byte;
 # elementwise ops and pooling are bound by memory. Shared by the CPU presets so a
-# device is fitted with its peak, bandwidth and overhead only.
+# device is fitted with its peak, bandwidth and overhead only. Fused attention runs
+# two GEMMs per head whose inner dimension is the head size (64), with a softmax
+# between them: below a dense GEMM. A recurrent layer is a chain of small GEMMs
+# (one row per frame per time step) that cannot overlap: a few percent of peak.
+# Embeddings and unpriced ops have no FLOPs to price: only their bytes count.
 _CPU_EFFICIENCY = {
     "conv": 0.60,
     "dwconv": 0.08,
     "matmul": 0.50,
+    "attention": 0.30,
+    "recurrent": 0.05,
     "norm": 0.15,
+    "embedding": 0.15,
     "elementwise": 0.15,
     "pool": 0.15,
     "memory": 0.15,
@@ -148,7 +155,10 @@ _GPU_EFFICIENCY = {
     "conv": 0.40,
     "dwconv": 0.05,
     "matmul": 0.30,
+    "attention": 0.15,
+    "recurrent": 0.02,
     "norm": 0.10,
+    "embedding": 0.10,
     "elementwise": 0.10,
     "pool": 0.10,
     "memory": 0.10,
