@@ -15,6 +15,7 @@ from typing import Any
 
 from partitioner.errors import EdgecutError
 from partitioner.model.graph import Graph, TensorSpec
+from partitioner.model.ops import unpriced_ops
 from partitioner.pricing.cost import CostModel, Prediction
 from partitioner.solve import solve
 from partitioner.solve.problem import make_problem
@@ -41,6 +42,8 @@ class Plan:
     codec: str = "none"
     input_shape: tuple[int, ...] = ()
     n_nodes: int = 0
+    # Ops of the model with no FLOP rule (torch's or the project's): priced by bytes only.
+    unpriced_ops: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -67,6 +70,7 @@ class Plan:
             "codec": self.codec,
             "input_shape": list(self.input_shape),
             "n_nodes": self.n_nodes,
+            "unpriced_ops": list(self.unpriced_ops),
             **self.extra,
         }
 
@@ -104,6 +108,7 @@ class Plan:
                 codec=str(data.get("codec", "none")),
                 input_shape=tuple(int(d) for d in data.get("input_shape", ())),
                 n_nodes=int(data.get("n_nodes", 0)),
+                unpriced_ops=tuple(str(op) for op in data.get("unpriced_ops", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise EdgecutError(f"not a plan: missing or malformed field {exc}") from None
@@ -143,6 +148,7 @@ def plan_for_cut(
         codec=cost.codec.name,
         input_shape=input_shape,
         n_nodes=len(graph),
+        unpriced_ops=tuple(unpriced_ops(graph)),
     )
 
 
