@@ -7,11 +7,14 @@ mode plus the input shape to trace it with); :func:`parse_input_shape` reads
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
+import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -133,10 +136,13 @@ def load_model(spec: str, input_shape: tuple[int, ...] | None = None) -> LoadedM
     if _looks_like_path(target):
         module, source = _load_file(target, spec), "file"
         where = str(module.__file__)
+        model = _call_factory(module, factory_name, spec, where)
     else:
-        module, source = _import_module(target, spec), "module"
-        where = module.__name__
-    model = _call_factory(module, factory_name, spec, where)
+        # The current directory is importable, as under `python -m`: `--model mypkg.nets:build`
+        # finds ./mypkg whether edgecut was started as a script or as a module.
+        with _cwd_importable():
+            module, source = _import_module(target, spec), "module"
+            model = _call_factory(module, factory_name, spec, module.__name__)
 
     if input_shape is None:
         declared = getattr(model, "example_input_shape", None)
@@ -147,6 +153,21 @@ def load_model(spec: str, input_shape: tuple[int, ...] | None = None) -> LoadedM
             )
         input_shape = _validate_shape(declared, f"{spec}'s example_input_shape")
     return LoadedModel(name=spec, module=model.eval(), input_shape=input_shape, source=source)
+
+
+@contextlib.contextmanager
+def _cwd_importable() -> Iterator[None]:
+    """The current directory first on ``sys.path`` while a user module imports and builds."""
+    cwd = os.getcwd()
+    if cwd in sys.path or "" in sys.path:
+        yield
+        return
+    sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
 
 
 def _import_module(module_name: str, spec: str) -> ModuleType:

@@ -347,3 +347,19 @@ def test_parse_input_shape_rejects(text: str) -> None:
 def test_parse_input_shape_round_trips(shape: list[int], brackets: str, separator: str) -> None:
     text = brackets.format(separator.join(str(d) for d in shape))
     assert parse_input_shape(text) == tuple(shape)
+
+
+def test_module_factory_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `edgecut` started as a console script has its own directory, not the cwd, on sys.path;
+    # `--model mypkg.nets:build` must still find ./mypkg, as `python -m` would.
+    package = f"cwdpkg_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "nets.py").write_text(TINY_MODEL)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    loaded = load_model(f"{package}.nets:make")
+    assert (loaded.source, loaded.input_shape) == ("module", (1, 4))
+    assert str(tmp_path) not in sys.path  # only while the module imports and builds
