@@ -192,6 +192,11 @@ BAD_FILE = "import torch\ndef make():\n    return 42\n"
         (["profile", *SMALL, "--device", "rpi4", "--dtype", "int4"], "has no int4 compute"),
         (["profile", *SMALL, "--device", "a1000"], "unknown device 'a1000'"),
         (["split", *SMALL, "--plan", "missing.json", "--out", "x"], "no such file"),
+        (
+            ["plan", "--model", "alexnet", "--input-shape", "3,224,224"],
+            "expected N,C,H,W with the batch first, e.g. 1,3,224,224",
+        ),
+        (["plan", *SMALL, "--out", "p.json", "--plot", "nodir/p.png"], "no such directory"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
