@@ -242,7 +242,7 @@ def identity_repository(root: Path) -> Path:
     import torch
     from torch import nn
 
-    from partitioner.deploy.artifact import write_split
+    from partitioner.deploy.export import write_split
     from partitioner.model.capture import capture
     from partitioner.pricing.cost import CostModel
     from partitioner.pricing.network import NETWORKS

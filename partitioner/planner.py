@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from partitioner.codecs import CODECS, Codec
-from partitioner.deploy.artifact import write_split
+from partitioner.deploy.export import write_split
 from partitioner.model.capture import CapturedModel, capture
 from partitioner.model.spec import LoadedModel, load_model
 from partitioner.pricing.cost import CostModel

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from partitioner.deploy.artifact import write_split
+from partitioner.deploy.export import write_split
 from partitioner.deploy.files import write_json_atomic
 from partitioner.deploy.repository import (
     FORMAT,

@@ -32,11 +32,10 @@ from partitioner.compress.registry import METHODS, method_config
 from partitioner.deploy.artifact import (
     MANIFEST,
     SplitArtifact,
-    export_half,
     load_split,
     read_manifest,
-    write_split,
 )
+from partitioner.deploy.export import export_half, write_split
 from partitioner.deploy.files import sha256_file, write_json_atomic
 from partitioner.deploy.split import Halves, split_module
 from partitioner.errors import EdgecutError

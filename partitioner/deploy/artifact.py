@@ -1,12 +1,11 @@
-"""Split artifacts: a head and a tail in torch.export's ``.pt2`` format, plus a manifest.
-
-``write_split`` exports both halves (batch dimension symbolic where the capture
-allowed it) into a directory::
+"""Split artifacts, the read side: a head and a tail in torch.export's ``.pt2`` format,
+plus a manifest, as :mod:`partitioner.deploy.export` writes them into a directory::
 
     head.pt2        model inputs -> crossing tensors (an identity for a cloud-only plan)
     tail.pt2        crossing tensors -> model outputs (absent for an edge-only plan)
     manifest.json   model, plan, inputs, crossing tensors and outputs in order, sha256 of each file
 
+The nodes import only this side: it never reaches the planner, the solvers or capture.
 ``load_split`` validates the manifest (:mod:`partitioner.deploy.schema`), checks its
 signature when the node trusts a key (:mod:`partitioner.deploy.signing`), every file's size
 and sha256, and each archive (:func:`partitioner.deploy.archive.check_pt2`) before handing it
@@ -21,7 +20,6 @@ same way; what a runtime did is reported in :attr:`SplitArtifact.runtime`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +33,13 @@ from partitioner.deploy.files import (
     parse_json_object,
     read_bounded,
     sha256_file,
-    write_json_atomic,
 )
 from partitioner.deploy.runtimes import RUNTIMES
-from partitioner.deploy.schema import SPLIT_FORMAT, SPLIT_FORMAT_VERSION, Manifest, validate
+from partitioner.deploy.schema import Manifest, validate
 from partitioner.deploy.signing import TrustKey
-from partitioner.deploy.split import Halves, placeholder_name, split_module
-from partitioner.errors import ArtifactError, EdgecutError
-from partitioner.model.capture import CapturedModel
-from partitioner.model.graph import MAX_BATCH, TensorSpec
-from partitioner.solve.plan import Plan
+from partitioner.errors import ArtifactError
+from partitioner.model.graph import TensorSpec
 
-FORMAT = SPLIT_FORMAT
-FORMAT_VERSION = SPLIT_FORMAT_VERSION
 MANIFEST = "manifest.json"
 
 
@@ -75,10 +67,6 @@ class SplitArtifact(ManifestTensors):
     tail: nn.Module | None
     runtime: dict[str, str] = field(default_factory=dict)  # file -> what its runtime did
 
-    @property
-    def plan(self) -> Plan:
-        return Plan.from_json(self.manifest["plan"])
-
     def run_head(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.inference_mode():
             return tuple(self.head(*inputs))
@@ -93,100 +81,6 @@ class SplitArtifact(ManifestTensors):
         """head then tail: the whole model's outputs."""
         mid = self.run_head(*inputs)
         return mid if self.tail is None else self.run_tail(*mid)
-
-
-def _spec(name: str, tensor: torch.Tensor) -> dict[str, Any]:
-    shape = [1, *tensor.shape[1:]] if tensor.dim() else []
-    return {
-        "name": name,
-        "shape": shape,
-        "dtype": str(tensor.dtype).removeprefix("torch."),
-        "bytes": int(tensor[:1].numel() * tensor.element_size())
-        if tensor.dim()
-        else int(tensor.element_size()),
-    }
-
-
-def export_half(
-    module: nn.Module, args: tuple[torch.Tensor, ...], dynamic: bool, path: Path
-) -> None:
-    """Save ``module`` at ``path`` as a ``.pt2`` archive, batch dimension dynamic or not."""
-    from torch.export import Dim, export
-
-    batch = Dim("batch", min=1, max=MAX_BATCH)
-    shapes = tuple({0: batch} if a.dim() > 0 else {} for a in args) if dynamic else None
-    try:
-        with torch.no_grad():
-            exported = export(module, args, dynamic_shapes=shapes, strict=False)
-    except Exception as exc:
-        raise EdgecutError(
-            f"could not export {path.name}: {type(exc).__name__}: "
-            f"{(str(exc).splitlines() or [''])[0][:300]}"
-        ) from exc
-    exported.example_inputs = None  # the archive then carries no pickled sample inputs
-    tmp = path.with_name(path.stem + ".tmp.pt2")
-    torch.export.save(exported, tmp)
-    os.replace(tmp, path)
-
-
-def write_split(
-    captured: CapturedModel,
-    plan: Plan,
-    out_dir: str | Path,
-    *,
-    model_spec: str | None = None,
-    extra: dict[str, Any] | None = None,
-    halves: Halves | None = None,
-) -> Path:
-    """Export the plan's head and tail into ``out_dir`` with a manifest; returns the dir."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdgecutError(f"cannot create output directory {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise EdgecutError(f"output directory {out} is not writable")
-    halves = halves or split_module(captured, plan.edge_nodes)
-    example = captured.example_inputs[0]
-    with torch.inference_mode():
-        mid = tuple(halves.head(example))
-        outputs = tuple(halves.tail(*mid)) if halves.tail is not None else mid
-    dynamic = captured.dynamic_batch
-    files: dict[str, dict[str, Any]] = {}
-    export_half(halves.head, (example,), dynamic, out / "head.pt2")
-    files["head.pt2"] = {}
-    if halves.tail is not None:
-        export_half(halves.tail, mid, dynamic, out / "tail.pt2")
-        files["tail.pt2"] = {}
-    elif (out / "tail.pt2").exists():
-        (out / "tail.pt2").unlink()
-    for name in files:
-        path = out / name
-        files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    graph = captured.graph
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": graph.model,
-        "model_spec": model_spec or graph.model,
-        "input_shape": list(captured.input_shape),
-        "dynamic_batch": dynamic,
-        "inputs": [_spec(name, example) for name in graph.inputs],
-        "crossing": [
-            {**_spec(node.name, t), "placeholder": placeholder_name(node.name)}
-            for node, t in zip(halves.crossing, mid if halves.crossing else (), strict=True)
-        ],
-        "outputs": [_spec(name, t) for name, t in zip(graph.outputs, outputs, strict=True)],
-        "edge_only": halves.tail is None,
-        "cloud_only": set(halves.edge_nodes) == set(graph.inputs),
-        "codec": plan.codec,
-        "plan": plan.to_json(),
-        "files": files,
-        "torch_version": torch.__version__.split("+")[0],
-        **(extra or {}),
-    }
-    write_json_atomic(out / MANIFEST, manifest)
-    return out
 
 
 def parse_manifest(data: bytes, where: str) -> dict[str, Any]:

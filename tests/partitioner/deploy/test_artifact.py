@@ -9,7 +9,8 @@ import zipfile
 import pytest
 import torch
 
-from partitioner.deploy.artifact import load_split, read_manifest, write_split
+from partitioner.deploy.artifact import load_split, read_manifest
+from partitioner.deploy.export import write_split
 from partitioner.errors import ArtifactError
 from partitioner.pricing.cost import CostModel
 from partitioner.pricing.network import NETWORKS

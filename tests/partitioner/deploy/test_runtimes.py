@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 
-from partitioner.deploy.artifact import MANIFEST, load_split, write_split
+from partitioner.deploy.artifact import MANIFEST, load_split
+from partitioner.deploy.export import write_split
 from partitioner.deploy.runtimes import RUNTIMES
 from partitioner.errors import ArtifactError
 from partitioner.pricing.cost import CostModel
