@@ -83,7 +83,7 @@ def test_user_errors_are_one_line(capsys, tmp_path, plan_file) -> None:
     err = _fails(capsys, *base, "--method", "int8")
     assert "expected exactly one of --plan" in err and "got neither" in err
     err = _fails(capsys, *base, "--plan", str(plan_file))
-    assert "expected --method int8|prune|lowrank|distill|mixed" in err
+    assert "expected --method distill|int8|lowrank|mixed|prune" in err  # the registry, sorted
     err = _fails(capsys, *base, "--cut-after", "x", "--method", "int8")
     assert "cloud-only" in err
     err = _fails(capsys, "plan", "--model", "digits_cnn", "--compress", "auto")
