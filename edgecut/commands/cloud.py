@@ -52,11 +52,17 @@ def read_token_file(path: str) -> tuple[str, ...]:
     """
     from pathlib import Path
 
+    from partitioner.deploy.files import NotRegularFileError, open_regular
     from partitioner.errors import EdgecutError
 
     p = Path(path)
     try:
-        text = p.read_text()
+        with open_regular(p) as f:  # a FIFO would block a plain open until a writer came
+            text = f.read(1 << 20).decode()
+    except NotRegularFileError:
+        raise EdgecutError(f"token file {p} is not a regular file: expected a text file") from None
+    except IsADirectoryError:
+        raise EdgecutError(f"token file {p} is a directory: expected a text file") from None
     except FileNotFoundError:
         raise EdgecutError(f"token file {p} does not exist") from None
     except PermissionError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 from importlib import resources
@@ -199,8 +200,8 @@ def read_trace_file(spec: str) -> TraceFile:
 
 def check_bandwidth(mbps: float) -> float:
     """``mbps`` if it is a usable uplink bandwidth (> 0 Mbit/s), else the user error."""
-    if not mbps > 0:
-        raise EdgecutError(f"bandwidth must be > 0 Mbit/s, got {mbps:g}")
+    if not 0 < mbps < math.inf:
+        raise EdgecutError(f"bandwidth must be a finite number > 0 Mbit/s, got {mbps:g}")
     return mbps
 
 
@@ -220,8 +221,8 @@ class NetworkProfile:
 
     def __post_init__(self) -> None:
         check_bandwidth(self.uplink_mbps)
-        if not self.rtt_ms >= 0:
-            raise EdgecutError(f"RTT must be >= 0 ms, got {self.rtt_ms:g}")
+        if not 0 <= self.rtt_ms < math.inf:
+            raise EdgecutError(f"RTT must be a finite number >= 0 ms, got {self.rtt_ms:g}")
         if self.radio_nj_per_bit < 0 or self.radio_base_mw < 0:
             raise EdgecutError("radio energy figures must be >= 0")
 

@@ -305,3 +305,14 @@ def test_undecodable_bytes_from_elsewhere_are_a_bug(
     fail_with(monkeypatch, run=lambda args: b"\x00\xff wire bytes".decode())
     with pytest.raises(UnicodeDecodeError):
         main(split_argv())
+
+
+def test_a_token_file_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    from edgecut.commands.cloud import read_token_file
+    from partitioner.errors import EdgecutError
+
+    os.mkfifo(tmp_path / "tokens")  # a plain open would wait for a writer forever
+    with pytest.raises(EdgecutError, match="is not a regular file"):
+        read_token_file(str(tmp_path / "tokens"))
+    with pytest.raises(EdgecutError, match="is a directory"):
+        read_token_file(str(tmp_path))

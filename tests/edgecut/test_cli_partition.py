@@ -184,7 +184,7 @@ BAD_FILE = "import torch\ndef make():\n    return 42\n"
         (["plan", *SMALL, "--cut-after", "features.99"], "no node named 'features.99'"),
         (["plan", *SMALL, "--sweep-bandwidth", "10:1"], "LO:HI"),
         (["plan", *SMALL, "--network", "ltee"], "unknown network 'ltee'"),
-        (["plan", *SMALL, "--rtt-ms", "-1"], "RTT must be >= 0"),
+        (["plan", *SMALL, "--rtt-ms", "-1"], "RTT must be a finite number >= 0"),
         (["plan", *SMALL, "--codec", "int9"], "unknown codec 'int9'"),
         (["plan", *SMALL, "--edge-dtype", "float64"], "has no float64 compute"),
         (["plan", *SMALL, "--solver", "mincutt"], "invalid choice: 'mincutt'"),
