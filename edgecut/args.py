@@ -353,14 +353,18 @@ def solver_names() -> Sequence[str]:
 
 
 def read_plan_json(path: str) -> dict[str, Any]:
-    """The JSON object of a plan file (``edgecut plan --out``), with one-line errors."""
+    """The JSON object of a plan file (``edgecut plan --out``), checked against the plan's
+    schema (the one a manifest's plan is held to), with one-line errors."""
     from partitioner.deploy.files import read_json_object
+    from partitioner.deploy.schema import PlanEntry, validate
     from partitioner.errors import EdgecutError
 
     try:
-        return read_json_object(Path(path))
+        data = read_json_object(Path(path))
+        validate(PlanEntry, data, path, EdgecutError)
     except EdgecutError as exc:
         raise EdgecutError(f"--plan {exc} (a plan from `edgecut plan --out`)") from None
+    return data
 
 
 PLAN_FILE = input_file("a JSON plan file (from `edgecut plan --out`)")
