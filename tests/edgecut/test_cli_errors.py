@@ -316,3 +316,13 @@ def test_a_token_file_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path)
         read_token_file(str(tmp_path / "tokens"))
     with pytest.raises(EdgecutError, match="is a directory"):
         read_token_file(str(tmp_path))
+
+
+def test_a_plan_file_that_breaks_the_plan_schema_names_the_field(tmp_path: Path) -> None:
+    from edgecut.args import read_plan_json
+    from partitioner.errors import EdgecutError
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "digits_cnn", "edge_nodes": "x", "objective": "latency"}))
+    with pytest.raises(EdgecutError, match=r"--plan .*plan\.json: field 'solver': Field required"):
+        read_plan_json(str(plan))
