@@ -449,10 +449,10 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
         if tail.state == FAILED:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"manifest_json: {tail.reason}")
         tail.load()
-        if tail.state != READY:
+        if tail.state != READY:  # the archive itself is refused (or torch cannot load it)
             raise _Abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"the files verified but the tail did not load: {tail.reason}",
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the files match their hashes but the tail is refused: {tail.reason}",
             )
         return tail
 

@@ -243,7 +243,7 @@ class CostModel:
 
     def _bandwidth(self, bandwidth_mbps: float | None) -> float:
         return check_bandwidth(
-            self.network.uplink_mbps if bandwidth_mbps is None else bandwidth_mbps
+            self.network.uplink_mbps if bandwidth_mbps is None else bandwidth_mbps, finite=False
         )
 
     # -- all cuts at once (for the solvers) -------------------------------------------

@@ -198,9 +198,13 @@ def read_trace_file(spec: str) -> TraceFile:
     return TraceFile(name, text, is_mahimahi)
 
 
-def check_bandwidth(mbps: float) -> float:
-    """``mbps`` if it is a usable uplink bandwidth (> 0 Mbit/s), else the user error."""
-    if not 0 < mbps < math.inf:
+def check_bandwidth(mbps: float, *, finite: bool = True) -> float:
+    """``mbps`` if it is a usable uplink bandwidth (> 0 Mbit/s), else the user error.
+
+    A link has a finite bandwidth; the cost model alone also prices at ``inf`` (no
+    transfer time), to split a cut's cost into its fixed and per-bit parts.
+    """
+    if not (0 < mbps < math.inf or (not finite and mbps == math.inf)):
         raise EdgecutError(f"bandwidth must be a finite number > 0 Mbit/s, got {mbps:g}")
     return mbps
 

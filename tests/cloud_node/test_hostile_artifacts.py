@@ -167,7 +167,7 @@ def test_a_hostile_upload_runs_nothing_and_leaves_nothing(
     cloud = start_cloud(repository=root, admin_tokens=(ADMIN,))
     with pytest.raises(grpc.RpcError) as info:
         control(cloud, ADMIN).DeploySplit(_upload(upload, "evil"), timeout=120)
-    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "tail.pt2: member" in info.value.details()
     assert not (root / "evil").exists() and not any((root / ".staging").iterdir())
     assert "evil" not in _cuts(cloud)
