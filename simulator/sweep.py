@@ -6,7 +6,10 @@ sizes, the group sizes scaled to that many cameras in all. Cells are independent
 simulations, run as Ray tasks (:func:`simulator.ray_transport.map_plans`) or in this
 process. The best cut of a condition minimises the metric (mean or a percentile of the
 per-frame latency, or the deadline-miss rate); it is set beside the planner's cut for
-that bandwidth, which assumes an idle cloud.
+that bandwidth (chosen for an idle cloud) and that cut's metric *as simulated* in the
+same condition (the planner's cut is simulated too when it is not one of the swept
+cuts), so that the two compare like with like; the planner's idle-cloud prediction is
+kept apart.
 """
 
 from __future__ import annotations
@@ -77,8 +80,11 @@ class SweepResult:
     scenario: str
     metric: str
     cuts: list[str]
-    cells: list[SweepCell]
+    cells: list[SweepCell]  # the grid: every cut x bandwidth x fleet size
     planner: dict[float, tuple[str, float]]  # bandwidth -> (planner's cut, its predicted ms)
+    # (bandwidth, cameras) -> the planner's cut simulated there: a cell of the grid when
+    # the cut is one of the swept cuts, else a simulation of its own.
+    planner_cells: dict[tuple[float, int], SweepCell]
     wall_s: float
 
     def best(self) -> list[dict[str, Any]]:
@@ -100,6 +106,8 @@ class SweepResult:
                 if np.isfinite(c.value) and c.value <= lowest + TIE_RTOL * max(1.0, abs(lowest))
             ]
             planner_cut, planner_ms = self.planner[bw]
+            planner_cell = self.planner_cells[bw, cameras]
+            swept = any(c is planner_cell for c in row)
             out.append(
                 {
                     "bandwidth_mbps": bw,
@@ -108,8 +116,9 @@ class SweepResult:
                     "value": lowest,
                     "tied": tied,
                     "planner_cut": planner_cut,
+                    "planner_value": planner_cell.value,
                     "planner_predicted_ms": planner_ms,
-                    "matches_planner": planner_cut in tied,
+                    "matches_planner": swept and planner_cell.cut in tied,
                 }
             )
         return out
@@ -221,10 +230,16 @@ def sweep(
     sizes = list(fleet_sizes) if fleet_sizes else [scenario.cameras]
     counts = [g.count for g in scenario.fleet]
     plans: list[FleetPlan] = []
-    keys: list[tuple[str, float, int]] = []
+    # Per plan: (cut label, bandwidth, cameras, whether the cut is one of the grid's).
+    keys: list[tuple[str, float, int, bool]] = []
     planner: dict[float, tuple[str, float]] = {}
+    planner_index: dict[tuple[float, int], int] = {}  # -> the plan of the planner's cut
     rtts = [g.link.rtt_s for g in base_plan.groups]
     for bw in bandwidths_mbps:
+        # The planner's choice for this uplink, with the first group's devices and RTT.
+        at_bw = _group_model(scenario, base_plan, bw)
+        best = at_bw.best_cut(bw)
+        planner[float(bw)] = (model.label(best), float(at_bw.cost.predict(best, bw).total_ms))
         for size in sizes:
             fleet = tuple(
                 replace(g, count=n, network=_at_bandwidth(g.network, bw, rtt))
@@ -232,16 +247,29 @@ def sweep(
             )
             variant = replace(scenario, fleet=fleet)
             for cut, label in zip(cut_sets, labels, strict=True):
+                if cut == best:
+                    planner_index[float(bw), size] = len(plans)
                 fixed = {g.name: cut for g in fleet}
                 plans.append(compile_scenario(variant, fixed_cuts=fixed, models=models))
-                keys.append((label, float(bw), size))
-        # The planner's choice for this uplink, with the first group's devices and RTT.
-        at_bw = _group_model(scenario, base_plan, bw)
-        best = at_bw.best_cut(bw)
-        planner[float(bw)] = (model.label(best), float(at_bw.cost.predict(best, bw).total_ms))
+                keys.append((label, float(bw), size, True))
+            if (float(bw), size) not in planner_index:  # simulated apart from the grid
+                planner_index[float(bw), size] = len(plans)
+                fixed = {g.name: best for g in fleet}
+                plans.append(compile_scenario(variant, fixed_cuts=fixed, models=models))
+                keys.append((model.label(best), float(bw), size, False))
     summaries = run(plans) if run is not None else [run_cell(p) for p in plans]
-    cells = [
+    every = [
         SweepCell(label, bw, size, metric_value(s, metric), s)
-        for (label, bw, size), s in zip(keys, summaries, strict=True)
+        for (label, bw, size, _), s in zip(keys, summaries, strict=True)
     ]
-    return SweepResult(scenario.name, metric, labels, cells, planner, time.perf_counter() - start)
+    cells = [c for c, key in zip(every, keys, strict=True) if key[3]]
+    planner_cells = {k: every[i] for k, i in planner_index.items()}
+    return SweepResult(
+        scenario.name,
+        metric,
+        labels,
+        cells,
+        planner,
+        planner_cells,
+        time.perf_counter() - start,
+    )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from edgecut.cli import main
+from edgecut.commands import sweep as sweep_command
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
@@ -102,6 +104,45 @@ def test_sweep_without_ray(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as info:  # argparse rejects it: exit 2, one line
         main(["sweep", str(QUICKSTART), "--bandwidths", "0,1"])
     assert info.value.code == 2 and "expected positive numbers" in capsys.readouterr().err
+
+
+def test_sweep_sets_the_planners_cut_as_simulated_beside_the_best(
+    capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The planner's cut is simulated in every condition, also when it is not swept (then
+    apart from the grid); the progress bar has its total before the first cell is done."""
+    progress: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        sweep_command,
+        "progress_bar",
+        lambda enabled: (nullcontext(), lambda done, total: progress.append((done, total))),
+    )
+    argv = ["sweep", str(QUICKSTART), "--no-ray", "--cuts", "layer1.0.relu1,cloud-only"]
+    argv += ["--bandwidths", "1,100", "--fleet-sizes", "3,150"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "planner's mean ms (simulated)" in printed
+    assert "planner's ms (predicted, idle cloud)" in printed
+    data = run_json([*argv, "--json"], capsys)
+    assert data["cuts"] == ["after layer1.0.relu1", "cloud-only"] and len(data["cells"]) == 8
+    # 8 grid cells and, at 1 Mbit/s where the planner keeps everything on the camera
+    # (not a swept cut), its cut for each fleet size: 10 simulations, counted from 0/10.
+    assert progress[0] == (0, 10) and progress[-1] == (10, 10) and progress[-2] == (9, 10)
+    best = {(b["bandwidth_mbps"], b["cameras"]): b for b in data["best"]}
+    cell = {(c["bandwidth_mbps"], c["cameras"], c["cut"]): c["value"] for c in data["cells"]}
+    for cameras in (3, 150):
+        slow, fast = best[1.0, cameras], best[100.0, cameras]
+        assert slow["planner_cut"] == "edge-only" and not slow["matches_planner"]
+        assert slow["planner_value"] < slow["value"]  # better than any cut swept
+        assert fast["planner_cut"] == "cloud-only"
+        assert fast["planner_value"] == cell[100.0, cameras, "cloud-only"]
+    # Idle, the simulated cut is the predicted one; with 150 cameras the cloud saturates.
+    assert best[100.0, 3]["matches_planner"]
+    assert best[100.0, 3]["planner_value"] == pytest.approx(
+        best[100.0, 3]["planner_predicted_ms"], rel=0.05
+    )
+    assert best[100.0, 150]["planner_value"] > 10 * best[100.0, 150]["planner_predicted_ms"]
+    assert not best[100.0, 150]["matches_planner"]
 
 
 def test_simulator_imports_stay_lean() -> None:

@@ -169,6 +169,11 @@ def test_sweep_finds_the_planners_cut_when_idle_and_another_when_saturated(
         c for c in result.cells if (c.cameras, c.bandwidth_mbps, c.cut) == (500, 5.0, "cloud-only")
     )
     assert planner_cell.summary["cloud_utilization"] > 0.99
+    # The table sets the planner's cut as simulated beside the best, not its idle-cloud
+    # prediction: like with like.
+    assert saturated["planner_value"] == planner_cell.value > saturated["value"]
+    assert saturated["planner_value"] > 10 * saturated["planner_predicted_ms"]
+    assert best[20, 5.0]["planner_value"] == best[20, 5.0]["value"]
 
 
 def test_cli_simulate_and_sweep_on_ray(ray_cluster: Any, tmp_path: Path, capsys) -> None:
