@@ -176,8 +176,9 @@ def test_cli_fails_at_load_and_runs_nothing(tmp_path: Path, capsys) -> None:
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "fleet[0].network.traces[2]" in err, err
         assert not out.exists()
-    assert main(["simulate", str(tmp_path / "absent.yaml"), "--no-ray"]) == 2
-    assert "cannot read the scenario" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # refused while parsing: exit 2, one line
+        main(["simulate", str(tmp_path / "absent.yaml"), "--no-ray"])
+    assert info.value.code == 2 and "absent.yaml': no such file" in capsys.readouterr().err
     path.write_text("fleet: [unclosed\n")
     assert main(["simulate", str(path), "--no-ray"]) == 2
     assert "not valid YAML" in capsys.readouterr().err
