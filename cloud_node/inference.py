@@ -73,7 +73,12 @@ def _remaining(context: Any) -> float | None:
     return None if remaining is None or remaining > 86400 else float(remaining)
 
 
-class _Abort(Exception):
+class Refused(Exception):
+    """A request the core refuses: ``code`` is its gRPC status, the message says why.
+
+    Front ends other than gRPC (:mod:`cloud_node.rest`) map ``code`` to their own statuses.
+    """
+
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         encoded = message.encode()
         if len(encoded) > _MAX_DETAILS_BYTES:
@@ -125,16 +130,23 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerLiveResponse(live=True)
 
     def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
-        tails = self._store.tails()
-        ready = self._serving() and bool(tails) and all(t.state == READY for t in tails)
-        return pb.ServerReadyResponse(ready=ready)
+        return pb.ServerReadyResponse(ready=self.server_ready())
 
     def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        return pb.ModelReadyResponse(ready=self.model_ready(request.name, request.version))
+
+    def server_ready(self) -> bool:
+        """Serving, and every tail of the repository loaded."""
+        tails = self._store.tails()
+        return self._serving() and bool(tails) and all(t.state == READY for t in tails)
+
+    def model_ready(self, model: str, version: str) -> bool:
+        """Serving, and the version asked (``""``: the default) loaded."""
         try:
-            self._store.resolve(request.name, request.version)
+            self._store.resolve(model, version)
         except EdgecutError:
-            return pb.ModelReadyResponse(ready=False)
-        return pb.ModelReadyResponse(ready=self._serving())
+            return False
+        return self._serving()
 
     def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: Any
@@ -145,9 +157,14 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelMetadataRequest, context: Any
     ) -> pb.ModelMetadataResponse:
         try:
-            tail = self._lookup(*self._asked(request.name, request.version), need_ready=False)
-        except _Abort as exc:
+            return self.metadata(request.name, request.version)
+        except Refused as exc:
             context.abort(exc.code, str(exc))
+            raise  # abort raises; this line only tells type checkers
+
+    def metadata(self, model: str, version: str) -> pb.ModelMetadataResponse:
+        """The metadata of a model version (``""``: the default); raises :class:`Refused`."""
+        tail = self._lookup(*self._asked(model, version), need_ready=False)
         response = pb.ModelMetadataResponse(
             name=tail.model, versions=self._store.versions(tail.model), platform=PLATFORM
         )
@@ -191,12 +208,24 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 try:
                     msg, raws = splice.split_request(request)
                 except TensorWireError as exc:
-                    raise _Abort(_status(exc.code), str(exc)) from None
+                    raise Refused(_status(exc.code), str(exc)) from None
                 reply = self._infer(msg, raws, _remaining(context))
                 return splice.response_to_wire(reply)
-        except _Abort as exc:
+        except Refused as exc:
             context.abort(exc.code, str(exc))
             raise  # abort raises; this line only tells type checkers
+
+    def infer(
+        self,
+        msg: pb.ModelInferRequest,
+        raws: Sequence[bytes | memoryview],
+        remaining_s: float | None = None,
+    ) -> serde.InferResponse:
+        """ModelInfer for other front ends: ``msg`` without its tensors, which are ``raws``
+        (one per input, raw little-endian bytes); checked, counted and logged as a gRPC call
+        is. Raises :class:`Refused`."""
+        with self._in_flight:
+            return self._infer(msg, raws, remaining_s)
 
     def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         """ModelInfer on protobuf objects (when registered by the generated code)."""
@@ -205,7 +234,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 raws = list(request.raw_input_contents)
                 request.ClearField("raw_input_contents")
                 return serde.response_to_proto(self._infer(request, raws, _remaining(context)))
-        except _Abort as exc:
+        except Refused as exc:
             context.abort(exc.code, str(exc))
             raise
 
@@ -219,7 +248,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                     request.ClearField("raw_input_contents")
                     reply = serde.response_to_proto(self._infer(request, raws, None))
                 yield pb.ModelStreamInferResponse(infer_response=reply)
-            except _Abort as exc:
+            except Refused as exc:
                 yield pb.ModelStreamInferResponse(error_message=f"{exc.code.name}: {exc}")
 
     def _asked(self, model: str, version: str) -> tuple[str, str]:
@@ -253,9 +282,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 raise Unavailable("the server is shutting down")
             return self._store.resolve(model, version)
         except NotFound as exc:
-            raise _Abort(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+            raise Refused(grpc.StatusCode.NOT_FOUND, str(exc)) from None
         except Unavailable as exc:
-            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+            raise Refused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
 
     def _infer(
         self,
@@ -270,7 +299,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             tail = self._lookup(model, version)
             labels = {"model": tail.model, "version": tail.version}
             response, frames = self._infer_tail(tail, msg, raws, remaining_s)
-        except _Abort as exc:
+        except Refused as exc:
             labels = self._series(model, version)
             self._count(labels, exc.code, started)
             log_event(
@@ -335,7 +364,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                     code="RESOURCE_EXHAUSTED",
                 )
         except (TensorWireError, crossing.CrossingError) as exc:
-            raise _Abort(_status(exc.code), str(exc)) from None
+            raise Refused(_status(exc.code), str(exc)) from None
 
         # Room in the queue is held before anything is decoded: a request the queue cannot
         # take now (or ever) is refused on its declared batch, its payload never decompressed.
@@ -344,24 +373,24 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 request = serde.request_from_parts(msg, raws, max_bytes=self._max_request_bytes)
                 inputs = crossing.decode_inputs(request.inputs, request.input_parameters, specs)
             except (TensorWireError, crossing.CrossingError) as exc:
-                raise _Abort(_status(exc.code), str(exc)) from None
+                raise Refused(_status(exc.code), str(exc)) from None
             try:
                 future = self._batcher.submit(
                     tail, inputs, tail.run, max_batch=tail.max_batch, reservation=reservation
                 )
             except BatcherClosed as exc:
-                raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+                raise Refused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         try:
             result = future.result(timeout=remaining_s)
         except FutureTimeout:
-            raise _Abort(
+            raise Refused(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"{where}: the deadline passed in the queue"
             ) from None
         except BatcherClosed as exc:
-            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+            raise Refused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         except Exception as exc:
             log_event(self._log, "tail_failed", logging.ERROR, model=tail.model, error=repr(exc))
-            raise _Abort(
+            raise Refused(
                 grpc.StatusCode.INTERNAL, f"{where}: the tail failed: {type(exc).__name__}: {exc}"
             ) from None
         labels = {"model": tail.model, "version": tail.version}
@@ -388,11 +417,11 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             return self._batcher.reserve(frames)
         except BatchTooLarge as exc:
-            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         except QueueFull as exc:
-            raise _Abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}") from None
+            raise Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server busy: {exc}") from None
         except BatcherClosed as exc:
-            raise _Abort(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+            raise Refused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
 
     @staticmethod
     def _requested_outputs(tail: Tail, requested: tuple[str, ...]) -> list[str]:
