@@ -30,10 +30,11 @@ from grpc_reflection.v1alpha import reflection
 
 from cloud_node.batcher import Batcher
 from cloud_node.control import DEPLOY_METHOD, ControlService
-from cloud_node.inference import InferenceService, InFlight, add_inference_service
+from cloud_node.inference import InferenceService, InFlight, add_inference_service, server_version
 from cloud_node.logs import LOGGER_NAME, log_event
 from cloud_node.metrics import NodeMetrics
 from cloud_node.models import READY, ModelStore, Tail
+from cloud_node.rest import RestServer, bind, build_app
 from partitioner.errors import EdgecutError
 from protos import transport
 from protos.edgecut.v1 import edgecut_pb2 as cpb
@@ -70,6 +71,8 @@ class CloudConfig:
     threads: int | None = None  # torch intra-op threads; None keeps torch's setting
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # OIP over HTTP/REST on the same host, TLS and tokens (cloud_node.rest); None: off.
+    http_port: int | None = None
     # DeploySplit accepts calls bearing one of these (never an inference token); none: it is off.
     admin_tokens: tuple[str, ...] = ()
     trust_key: TrustKey | None = None  # serve and accept only versions this key signed
@@ -86,6 +89,7 @@ class CloudConfig:
             "max_request_bytes": self.max_request_bytes >= 1,
             "threads": self.threads is None or self.threads >= 1,
             "metrics_port": self.metrics_port is None or 0 <= self.metrics_port <= 65535,
+            "http_port": self.http_port is None or 0 <= self.http_port <= 65535,
         }
         for name, ok in checks.items():
             if not ok:
@@ -148,6 +152,8 @@ class CloudNode:
         self.metrics = NodeMetrics()
         self.port: int | None = None
         self.metrics_port: int | None = None
+        self.http_port: int | None = None
+        self._rest: RestServer | None = None
         self._serving = False
         self._server: grpc.Server | None = None
         self._health = health.HealthServicer()
@@ -246,8 +252,29 @@ class CloudNode:
                 raise EdgecutError(
                     f"cannot listen on {_address(cfg.host, cfg.port)}: {exc}"
                 ) from None
+            rest = None
+            if cfg.http_port is not None:
+                try:
+                    sock = bind(cfg.host, cfg.http_port)
+                except OSError as exc:
+                    raise EdgecutError(
+                        f"cannot listen on {_address(cfg.host, cfg.http_port)} (HTTP): {exc}"
+                    ) from None
+                app = build_app(
+                    inference,
+                    tokens=cfg.tokens,
+                    max_body_bytes=min(cfg.max_request_bytes, cfg.max_message_bytes),
+                    max_body_name="max_request_bytes"
+                    if cfg.max_request_bytes <= cfg.max_message_bytes
+                    else "max_message_bytes",
+                    server_version=server_version(),
+                )
+                rest = RestServer(app, sock, cfg.tls)
             server.start()
             self._server = server
+            if rest is not None:
+                self.http_port = rest.start()
+                self._rest = rest
             self._serving = True
         exposure = cfg.exposure()
         if exposure is not None:
@@ -285,6 +312,7 @@ class CloudNode:
             address=self.address,
             port=self.port,
             metrics_port=self.metrics_port,
+            http_port=self.http_port,
             tls="mutual" if cfg.tls and cfg.tls.client_ca_file else bool(cfg.tls),
             auth="bearer" if cfg.tokens else "none",
             deploy="admin token" if cfg.admin_tokens else "off",
@@ -339,6 +367,8 @@ class CloudNode:
         self._health.enter_graceful_shutdown()
         if drain_s > 0:
             time.sleep(drain_s)
+        if self._rest is not None:
+            self._rest.stop(grace_s)
         if self._server is not None:
             # New RPCs are refused at once; running ones get grace_s to finish. Health
             # watches never finish by themselves, so once the real work is done they are

@@ -1,4 +1,5 @@
-"""``edgecut cloud serve``: serve every tail of a model repository over gRPC."""
+"""``edgecut cloud serve``: serve every tail of a model repository over gRPC (and, with
+``--http-port``, over HTTP/REST too)."""
 
 from __future__ import annotations
 
@@ -101,6 +102,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="write the bound port here once ready",
     )
+    serve.add_argument(
+        "--http-port",
+        type=port_number,
+        help="also serve OIP over HTTP/REST (KServe v2) here, same TLS and tokens; 0 picks a "
+        "free port (default: off)",
+    )
+    serve.add_argument(
+        "--http-port-file",
+        type=output_file("the bound HTTP port"),
+        metavar="FILE",
+        help="write the bound HTTP port here once ready",
+    )
     serve.add_argument("--tls-cert", metavar="PEM", help="server certificate (enables TLS)")
     serve.add_argument("--tls-key", metavar="PEM", help="server private key")
     serve.add_argument("--tls-client-ca", metavar="PEM", help="require client certs from this CA")
@@ -186,7 +199,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.metrics_port is not None and args.metrics_port == args.port != 0:
         raise EdgecutError(f"--metrics-port {args.port}: expected a port other than --port")
+    if args.http_port is not None and args.http_port == args.port != 0:
+        raise EdgecutError(f"--http-port {args.port}: expected a port other than --port")
+    if args.http_port_file and args.http_port is None:
+        raise EdgecutError("--http-port-file needs --http-port")
     check_listen_port("--port", args.host, args.port)  # before anything loads
+    if args.http_port is not None:
+        check_listen_port("--http-port", args.host, args.http_port)
     if args.metrics_port is not None:
         check_listen_port("--metrics-port", args.metrics_host, args.metrics_port)
     tls = None
@@ -231,6 +250,7 @@ def run_serve(args: argparse.Namespace) -> int:
             threads=args.threads,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
+            http_port=args.http_port,
             admin_tokens=admin_tokens,
             trust_key=trust_key,
         ),
@@ -259,6 +279,10 @@ def run_serve(args: argparse.Namespace) -> int:
         while not node.wait(timeout_s=0.5):
             pass
         return 0
+    if args.http_port_file and node.http_port is not None:
+        tmp = Path(args.http_port_file + ".tmp")
+        tmp.write_text(f"{node.http_port}\n")
+        os.replace(tmp, args.http_port_file)
     if args.port_file:
         tmp = Path(args.port_file + ".tmp")
         tmp.write_text(f"{port}\n")
