@@ -178,6 +178,21 @@ def test_infer_gives_the_grpc_answer(repo: Any, rest_cloud: Any, form: str) -> N
     np.testing.assert_array_equal(got, grpc_reply.outputs["fc2"])
 
 
+def test_rest_requests_count_in_the_grpc_series(repo: Any, rest_cloud: Any) -> None:
+    registry = rest_cloud.metrics.registry
+
+    def count(code: str) -> float:
+        labels = {"model": MODEL, "version": VERSION, "code": code}
+        return registry.get_sample_value("edgecut_requests_total", labels) or 0.0
+
+    ok, invalid = count("OK"), count("INVALID_ARGUMENT")
+    name, x = crossing_input(repo, 1)
+    url = f"{base(rest_cloud)}/v2/models/{MODEL}/versions/{VERSION}/infer"
+    assert call(url, json_body(name, x))[0] == 200
+    assert call(url, json_body(name, x[:, :64]))[0] == 400
+    assert (count("OK"), count("INVALID_ARGUMENT")) == (ok + 1, invalid + 1)
+
+
 def test_requests_the_core_refuses_map_to_http_statuses(repo: Any, rest_cloud: Any) -> None:
     name, x = crossing_input(repo, 1)
     url = f"{base(rest_cloud)}/v2/models/{MODEL}/versions/{VERSION}/infer"
