@@ -266,7 +266,7 @@ def build_app(
             return
         header = request.headers.get("authorization")
         # The gRPC interceptor's own check: one rule for both front ends.
-        reason = auth._check([] if header is None else [("authorization", header)])
+        reason = auth.check([] if header is None else [("authorization", header)])
         if reason is not None:
             raise HttpError(401, reason)
 

@@ -256,7 +256,7 @@ class BearerTokenAuth(grpc.ServerInterceptor):
         self._tokens = _token_set(tokens)
         self._public = frozenset(public_methods)
 
-    def _check(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    def check(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
         """None when the call is authorized, else why it is not."""
         values = [v for k, v in metadata or () if k == AUTHORIZATION_HEADER]
         if not values:
@@ -277,7 +277,7 @@ class BearerTokenAuth(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         if handler_call_details.method in self._public:
             return continuation(handler_call_details)
-        reason = self._check(handler_call_details.invocation_metadata)
+        reason = self.check(handler_call_details.invocation_metadata)
         handler = continuation(handler_call_details)
         if reason is None or handler is None:
             return handler

@@ -132,8 +132,8 @@ class _Context:
         return None
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
-        # The handler aborts while handling its _Abort, raised `from None` while handling the
-        # error that validation raised: that error is the _Abort's __context__.
+        # The handler aborts while handling its Refused, raised `from None` while handling the
+        # error that validation raised: that error is the Refused's __context__.
         handled = sys.exc_info()[1]
         raise Refused(code, details, handled.__context__ if handled is not None else None)
 
