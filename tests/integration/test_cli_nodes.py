@@ -102,7 +102,7 @@ def test_serve_and_run_with_a_token_and_a_folder_of_images(
         ),
         (
             ["cloud", "serve", "--repository", ".", "--token-file", "/"],
-            "token file / cannot be read",
+            "token file / is a directory",
         ),
         (
             ["cloud", "serve", "--repository", ".", "--token-file", "/nonexistent"],
