@@ -95,6 +95,7 @@ def capture(
     module = exported.module()
     _strip_guards(module)
     _restore_batch_norm(module)
+    _views_as_reshapes(module)
     module.recompile()
     graph, fx_names = _GraphReader(module).read(name)
     return CapturedModel(
@@ -283,6 +284,60 @@ def _restore_batch_norm(module: fx.GraphModule) -> None:
             pick.replace_all_uses_with(norm)
             module.graph.erase_node(pick)
         module.graph.erase_node(node)
+
+
+def _views_as_reshapes(module: fx.GraphModule) -> None:
+    """``aten.view`` becomes ``aten.reshape``, and a reshape to (batch, 512) one to (-1, 512).
+
+    Export lowers ``reshape`` and ``flatten`` to ``view`` when the traced tensor was
+    contiguous, baking the trace's memory layout into the graph. Run with another
+    kernel's output (a compressed head's layers, attention outside ``no_grad``) a
+    view can fail where the model's own reshape would copy. The graph is functional,
+    so nothing can observe whether a reshape aliased or copied.
+
+    ``flatten(x, 1)`` comes out as ``view(x, [x.size(0), 512])``; it goes back to
+    ``flatten``, which needs no size node (tools that trace a half at one batch would
+    freeze it) and which head pruning follows when it narrows the channels. Another
+    reshape whose one symbolic size is the only unknown gets -1 there instead.
+    """
+    for node in list(module.graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.view.default:
+            continue
+        node.target = torch.ops.aten.reshape.default
+        source, shape = node.args[0], node.args[1]
+        if not isinstance(shape, (list, tuple)) or not isinstance(source, fx.Node):
+            continue
+        sizes = [d for d in shape if isinstance(d, fx.Node)]
+        fixed = [d for d in shape if not isinstance(d, fx.Node)]
+        if _is_flatten(source, shape):
+            node.target = torch.ops.aten.flatten.using_ints
+            node.args = (source, 1, -1)
+        elif len(sizes) == 1 and all(isinstance(d, int) and d >= 0 for d in fixed):
+            node.args = (source, [-1 if isinstance(d, fx.Node) else d for d in shape])
+        else:
+            continue
+        for size in sizes:
+            if not size.users:
+                module.graph.erase_node(size)
+
+
+def _is_flatten(source: fx.Node, shape: Sequence[object]) -> bool:
+    """``reshape(source, shape)`` is ``flatten(source, 1)``: shape is [source.size(0), rest]."""
+    val = source.meta.get("val")
+    if not isinstance(val, torch.Tensor) or val.dim() < 2 or len(shape) != 2:
+        return False
+    first, rest = shape
+    if isinstance(first, fx.Node):  # a size node: the same symbol as source's dim 0?
+        size, dim0 = first.meta.get("val"), val.shape[0]
+        same_first = (
+            isinstance(size, torch.SymInt)
+            and isinstance(dim0, torch.SymInt)
+            and size.node.expr == dim0.node.expr
+        )
+    else:
+        same_first = isinstance(val.shape[0], int) and first == val.shape[0]
+    inner = math.prod(val.shape[1:])
+    return same_first and (rest == -1 or (isinstance(rest, int) and rest == inner))
 
 
 def _packet(node: fx.Node) -> str:
