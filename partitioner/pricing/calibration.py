@@ -58,11 +58,21 @@ def predicted_ms(profile: DeviceProfile, graph: Graph, dtype: str) -> float:
     return profile.graph_ms(graph, dtype)
 
 
-def scaled(profile: DeviceProfile, dtype: str, scale: float, overhead_us: float) -> DeviceProfile:
-    """The profile with ``dtype``'s peak times ``scale`` and the given per-op overhead."""
+def scaled(
+    profile: DeviceProfile,
+    dtype: str,
+    scale: float,
+    overhead_us: float,
+    mem_bandwidth_gbps: float | None = None,
+) -> DeviceProfile:
+    """The profile with ``dtype``'s peak times ``scale``, the given per-op overhead and,
+    if given, memory bandwidth."""
     peaks = dict(profile.peak_gflops)
     peaks[dtype] = peaks[dtype] * scale
-    return replace(profile, peak_gflops=peaks, op_overhead_us=overhead_us)
+    bandwidth = profile.mem_bandwidth_gbps if mem_bandwidth_gbps is None else mem_bandwidth_gbps
+    return replace(
+        profile, peak_gflops=peaks, op_overhead_us=overhead_us, mem_bandwidth_gbps=bandwidth
+    )
 
 
 def fit_device(
@@ -72,11 +82,13 @@ def fit_device(
     graphs: Mapping[str, Graph],
     *,
     fit_overhead: bool = True,
+    fit_bandwidth: bool = False,
 ) -> DeviceProfile:
-    """Fit ``dtype``'s effective peak (and the per-op overhead) to ``figures``.
+    """Fit ``dtype``'s effective peak (and the per-op overhead, and the memory bandwidth) to
+    ``figures``.
 
     Minimises the sum of squared log errors with Nelder–Mead over log-parameters,
-    so neither can go negative.
+    so none can go negative. The op classes' relative efficiencies are not fitted.
     """
     from scipy.optimize import minimize
 
@@ -84,19 +96,23 @@ def fit_device(
     if not targets:
         raise ValueError(f"no figures for {profile.name} at {dtype}")
 
-    def loss(theta: Sequence[float]) -> float:
-        scale = math.exp(theta[0])
+    def unpack(theta: Sequence[float]) -> DeviceProfile:
         overhead = math.exp(theta[1]) if fit_overhead else profile.op_overhead_us
-        p = scaled(profile, dtype, scale, overhead)
+        bandwidth = math.exp(theta[-1]) if fit_bandwidth else None
+        return scaled(profile, dtype, math.exp(theta[0]), overhead, bandwidth)
+
+    def loss(theta: Sequence[float]) -> float:
+        p = unpack(theta)
         return sum(math.log(predicted_ms(p, g, dtype) / ms) ** 2 for g, ms in targets)
 
-    start = [0.0, math.log(max(profile.op_overhead_us, 1.0))]
+    # (log scale, log overhead or a placeholder[, log bandwidth]): the presets' fit is unchanged.
+    start = [0.0, math.log(max(profile.op_overhead_us, 1.0)) if fit_overhead else 0.0]
+    if fit_bandwidth:
+        start.append(math.log(profile.mem_bandwidth_gbps))
     result = minimize(
         loss,
-        start if fit_overhead else [start[0], 0.0],
+        start,
         method="Nelder-Mead",
         options={"xatol": 1e-6, "fatol": 1e-12, "maxiter": 4000},
     )
-    scale = math.exp(result.x[0])
-    overhead = math.exp(result.x[1]) if fit_overhead else profile.op_overhead_us
-    return scaled(profile, dtype, scale, overhead)
+    return unpack(result.x)

@@ -77,3 +77,20 @@ def host_profile(captured: CapturedModel, *, repeats: int = 10) -> DeviceProfile
     """The ``host`` preset answering with this machine's measured node times."""
     measurement = measure_host(captured, repeats=repeats)
     return DEVICES.get("host").with_measurements(measurement.node_ms)
+
+
+def measure_memory_bandwidth_gbps(megabytes: int = 64, repeats: int = 5) -> float:
+    """Bytes read plus written per second by a large tensor copy on this host, in GB/s.
+
+    The roofline's memory term for ``host``: what an op that streams activations
+    through DRAM sustains with the current torch thread count (median of ``repeats``).
+    """
+    src = torch.ones(megabytes * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm: pages mapped
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - start)
+    return 2 * src.numel() * 4 / statistics.median(times) / 1e9
