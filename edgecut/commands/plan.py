@@ -220,6 +220,7 @@ def print_plan(planner, plan) -> None:
         else f"{n_edge} of {n_ops} ops on the edge, cut after {plan.edge_nodes[-1]}"
     )
     out.print(f"Plan: {where}")
+    _warn_unpriced(planner)
     if plan.cut:
         out.print(
             table(
@@ -272,6 +273,15 @@ def print_plan(planner, plan) -> None:
     )
 
 
+def _warn_unpriced(planner) -> None:
+    from edgecut.output import console
+    from partitioner.model.ops import unpriced_warning
+
+    warning = unpriced_warning(planner.graph)
+    if warning:
+        console().print(f"[yellow]{warning}[/]")
+
+
 def _print_table(planner, table_) -> None:
     from edgecut.output import console, human_bytes, table
 
@@ -307,3 +317,4 @@ def _print_table(planner, table_) -> None:
             right={0, 1, 3, 4, 5},
         )
     )
+    _warn_unpriced(planner)

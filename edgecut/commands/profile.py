@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgecut.output import console, human_bytes, print_json, table
     from partitioner.model.capture import capture
+    from partitioner.model.ops import unpriced_ops, unpriced_warning
     from partitioner.model.spec import load_model
     from partitioner.pricing.profiles import DEVICES
 
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
                 "total_ms": total,
                 "sum_of_layers_ms": sum(row["ms"] for row in layers),
                 "layers": layers,
+                "unpriced_ops": unpriced_ops(graph),
             }
         )
         return 0
@@ -90,4 +92,7 @@ def run(args: argparse.Namespace) -> int:
             right={3, 4, 5},
         )
     )
+    warning = unpriced_warning(graph)
+    if warning:
+        console().print(f"[yellow]{warning}[/]")
     return 0
