@@ -1,0 +1,162 @@
+"""Does the cost model predict kinds of network it never saw? Fit on CNNs, predict transformers.
+
+    python benchmarks/cost_generalisation.py [--repeats 5] [--only hf_vit,lstm_classifier]
+
+On this machine, with torch on 1 thread: the zoo's convolutional networks are captured at
+224x224 and their whole forward measured (median of --repeats after warm-up); the ``host``
+roofline's memory bandwidth is measured (a 256 MB copy) and its fp32 effective peak and
+per-op overhead are fitted to those times (partitioner.pricing.calibration.fit_device, as
+for the presets; --fit-bandwidth fits the bandwidth too); the op classes' relative
+efficiencies stay the CPU presets' constants. Then the full-size transformer and
+recurrent models of the corpus (tests/partitioner/model/test_corpus.py), which the fit
+never saw, are captured, predicted and measured. Printed per model: predicted ms,
+measured ms, error; and per op class, the predicted against the measured time (each
+node timed in an FX interpreter, which adds a few µs per node), to say which term is off.
+Goal: within ±25% (stretch ±15%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import time
+import types
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import partitioner.model.zoo as zoo
+from partitioner.model.capture import CapturedModel, capture
+from partitioner.pricing.calibration import PublishedFigure, fit_device
+from partitioner.pricing.host import measure_host, measure_memory_bandwidth_gbps
+from partitioner.pricing.profiles import DEVICES, DeviceProfile
+
+ROOT = Path(__file__).resolve().parents[1]
+THREADS = 1
+FIT_MODELS = ("alexnet", "resnet18", "resnet50", "mobilenet_v2", "googlenet")
+HELD_OUT_CNNS = ("resnet34",)  # convolutional too, not fitted: the fit's own sanity check
+
+
+def load_corpus() -> types.ModuleType:
+    path = ROOT / "tests" / "partitioner" / "model" / "test_corpus.py"
+    spec = importlib.util.spec_from_file_location("corpus", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["corpus"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def whole_forward_ms(cap: CapturedModel, x: torch.Tensor, repeats: int, warmup: int = 2) -> float:
+    with torch.inference_mode():
+        for _ in range(warmup):
+            cap.module(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            cap.module(x)
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def by_class(profile: DeviceProfile, cap: CapturedModel, measured: dict[str, float] | None):
+    predicted: dict[str, float] = defaultdict(float)
+    seen: dict[str, float] = defaultdict(float)
+    for node in cap.graph.nodes:
+        predicted[node.op_class] += profile.node_ms(node)
+        if measured is not None:
+            seen[node.op_class] += measured.get(node.name, 0.0)
+    return predicted, seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", help="comma list of corpus models (default: every one)")
+    parser.add_argument(
+        "--fit-bandwidth", action="store_true", help="fit the memory bandwidth, not measure it"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), fp32, batch 1")
+
+    # -- fit on the zoo's CNNs
+    graphs, figures, caps = {}, [], {}
+    for name in (*FIT_MODELS, *HELD_OUT_CNNS):
+        x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        cap = capture(zoo.create_model(name), x, name=name)
+        ms = whole_forward_ms(cap, x, args.repeats)
+        caps[name], graphs[name] = (cap, x, ms), cap.graph
+        role = "fit" if name in FIT_MODELS else "held-out"
+        figures.append(PublishedFigure("host", "float32", name, ms, role, "measured here"))
+        print(f"  measured {name:14s} {ms:9.1f} ms ({len(cap.graph)} nodes)", flush=True)
+    base = DEVICES.get("host")
+    if not args.fit_bandwidth:
+        bandwidth = measure_memory_bandwidth_gbps(256)
+        print(f"  measured memory bandwidth {bandwidth:.2f} GB/s (256 MB copy)")
+        base = replace(base, mem_bandwidth_gbps=bandwidth)
+    host = fit_device(
+        base,
+        "float32",
+        [f for f in figures if f.role == "fit"],
+        graphs,
+        fit_bandwidth=args.fit_bandwidth,
+    )
+    print(
+        f"host fit: fp32 effective peak {host.peak_gflops['float32']:.2f} GFLOP/s, "
+        f"per-op overhead {host.op_overhead_us:.2f} µs, memory {host.mem_bandwidth_gbps:.2f} GB/s"
+    )
+
+    rows: list[tuple[str, str, float, float]] = []
+    details = []
+    for f in figures:
+        predicted = host.graph_ms(graphs[f.model], "float32")
+        rows.append((f.model, f"zoo CNN ({f.role})", predicted, f.ms))
+        cap, x, _ = caps[f.model]
+        nodes = measure_host(cap, repeats=max(2, args.repeats // 2), warmup=1, example=x)
+        details.append((f.model, *by_class(host, cap, nodes.node_ms)))
+
+    # -- predict the corpus's unseen kinds
+    corpus = load_corpus()
+    wanted = set(args.only.split(",")) if args.only else None
+    for entry in corpus.CORPUS:
+        if entry.kind == "convolutional" or (wanted and entry.name not in wanted):
+            continue
+        try:
+            model, x = entry.build(True)
+        except BaseException as exc:  # pytest.skip outside pytest: a missing package
+            print(f"  {entry.name}: not built ({type(exc).__name__}: {exc})")
+            continue
+        cap = capture(model, x, name=entry.name)
+        ms = whole_forward_ms(cap, x, args.repeats)
+        predicted = host.graph_ms(cap.graph, "float32")
+        rows.append((entry.name, f"{entry.kind} ({entry.source})", predicted, ms))
+        nodes = measure_host(cap, repeats=max(2, args.repeats // 2), warmup=1, example=x)
+        details.append((entry.name, *by_class(host, cap, nodes.node_ms)))
+        print(
+            f"  {entry.name}: {cap.graph.total_flops() / 1e9:.2f} GFLOP, {len(cap.graph)} nodes, "
+            f"predicted {predicted:.1f} ms, measured {ms:.1f} ms",
+            flush=True,
+        )
+
+    print(f"\n{'model':30s} {'kind':28s} {'predicted ms':>13s} {'measured ms':>12s} {'error':>8s}")
+    for name, kind, predicted, measured in rows:
+        err = (predicted - measured) / measured
+        print(f"{name:30s} {kind:28s} {predicted:13.1f} {measured:12.1f} {err:+8.1%}")
+    print("\nper op class, predicted / measured in an interpreter (ms):")
+    for name, predicted, seen in details:
+        classes = sorted(predicted, key=lambda c: -max(predicted[c], seen[c]))
+        cells = [
+            f"{c} {predicted[c]:.1f}/{seen[c]:.1f}"
+            for c in classes
+            if max(predicted[c], seen[c]) >= 0.5
+        ]
+        print(f"  {name:30s} " + ", ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
