@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 
@@ -64,3 +66,25 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} GB"
+
+
+def progress_bar(
+    enabled: bool, label: str, unit: str, total: int | None
+) -> tuple[Any, Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr as ``(context, update(done, total))``, the total known
+    up front; ``(nullcontext(), None)`` when disabled or stderr is not a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return nullcontext(), None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn(f"{{task.completed}}/{{task.total}} {unit}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(label, total=total)
+    return bar, lambda done, total: bar.update(task, completed=done, total=total)

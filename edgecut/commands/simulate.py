@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from contextlib import nullcontext
 from typing import Any
 
 from edgecut.args import SCENARIO_FILE, output_dir, positive_int
@@ -69,34 +67,11 @@ def policy_overrides(text: str | None, scenario: Any) -> list[tuple[str | None, 
     return out
 
 
-def progress_bar(enabled: bool, label: str, windows: int) -> Any:
-    """A rich progress bar on stderr, as ``(context, on_window)``; off when not a TTY."""
-    if not enabled or not sys.stderr.isatty():
-        return nullcontext(), None
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} windows"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task(label, total=windows)
-
-    def on_window(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return bar, on_window
-
-
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from edgecut.output import print_json
+    from edgecut.output import print_json, progress_bar
     from partitioner.errors import EdgecutError
     from simulator.fields import FieldError
     from simulator.fleet import compile_scenario
@@ -119,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for variant, plan in zip(variants, plans, strict=True):
         bar, on_window = progress_bar(
-            not (args.quiet or args.json), variant.policy.name, len(plan.windows)
+            not (args.quiet or args.json), variant.policy.name, "windows", len(plan.windows)
         )
         with bar:
             if args.no_ray:

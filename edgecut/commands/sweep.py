@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from contextlib import nullcontext
 from typing import Any
 
 from edgecut.args import SCENARIO_FILE, output_dir
@@ -89,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgecut.output import print_json
+    from edgecut.output import print_json, progress_bar
     from partitioner.errors import EdgecutError
     from simulator.scenario import load_scenario
     from simulator.sweep import sweep
@@ -102,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         cuts = [c.strip() for c in cuts.split(",") if c.strip()]
         if not cuts:
             raise EdgecutError("--cuts expects all or a comma-separated list of cuts")
-    bar, on_done = progress_bar(not (args.quiet or args.json))
+    bar, on_done = progress_bar(not (args.quiet or args.json), "sweep", "cells", None)
 
     def run_grid(plans: list[Any]) -> list[Any]:
         from simulator.sweep import run_cell
@@ -153,27 +151,6 @@ def _metric_label(metric: str) -> str:
 def _metric_column(metric: str) -> str:
     """A table header for the metric, with its unit."""
     return "miss rate" if metric == "miss-rate" else f"{metric} ms"
-
-
-def progress_bar(enabled: bool) -> tuple[Any, Any]:
-    """A rich progress bar of cells on stderr, as ``(context, on_done)``; off when not a
-    TTY. ``on_done(done, total)`` sets the total too (the grid's size is known once the
-    scenario is compiled)."""
-    if not enabled or not sys.stderr.isatty():
-        return nullcontext(), None
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("sweep"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} cells"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("sweep", total=None)
-    return bar, lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _print(data: dict[str, Any]) -> None:

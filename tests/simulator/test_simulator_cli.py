@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+import edgecut.output
 from edgecut.cli import main
-from edgecut.commands import sweep as sweep_command
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
@@ -113,9 +113,12 @@ def test_sweep_sets_the_planners_cut_as_simulated_beside_the_best(
     apart from the grid); the progress bar has its total before the first cell is done."""
     progress: list[tuple[int, int]] = []
     monkeypatch.setattr(
-        sweep_command,
+        edgecut.output,
         "progress_bar",
-        lambda enabled: (nullcontext(), lambda done, total: progress.append((done, total))),
+        lambda enabled, label, unit, total: (
+            nullcontext(),
+            lambda done, total: progress.append((done, total)),
+        ),
     )
     argv = ["sweep", str(QUICKSTART), "--no-ray", "--cuts", "layer1.0.relu1,cloud-only"]
     argv += ["--bandwidths", "1,100", "--fleet-sizes", "3,150"]
