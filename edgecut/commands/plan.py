@@ -308,11 +308,13 @@ def _print_table(planner, table_) -> None:
                 e.value(e.max_mbps),
             ]
         )
+    # What the table minimised, per frame: latency in ms, edge energy in mJ.
+    unit = {"latency": "ms", "energy": "mJ"}.get(table_.objective, "value")
     console().print(
         table(
             f"{graph.model}: best cut by bandwidth ({table_.objective}; "
             f"{planner.cost.edge.name} -> {planner.cost.cloud.name})",
-            ["from Mbit/s", "to Mbit/s", "cut", "crossing", "at from", "at to"],
+            ["from Mbit/s", "to Mbit/s", "cut", "crossing", f"{unit} at from", f"{unit} at to"],
             rows,
             right={0, 1, 3, 4, 5},
         )
