@@ -38,15 +38,20 @@ class LoadedModel:
     module: nn.Module
     input_shape: tuple[int, ...]  # (B, ...) including the batch dimension
     source: str  # "zoo" | "module" | "file"
+    # Integer inputs (token ids) are drawn in [0, id_limit); None: float32 normal inputs.
+    id_limit: int | None = None
 
     def example_input(self, batch: int | None = None, seed: int = 0) -> torch.Tensor:
-        """A seeded float32 normal tensor of ``input_shape``; ``batch`` overrides dim 0."""
+        """A seeded tensor of ``input_shape`` (``batch`` overrides dim 0): float32 normal,
+        or int64 ids below ``id_limit`` for a model whose example input is integer."""
         shape = list(self.input_shape)
         if batch is not None:
             if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
                 raise ValueError(f"batch must be an int >= 1, got {batch!r}")
             shape[0] = batch
         generator = torch.Generator().manual_seed(seed)
+        if self.id_limit is not None:
+            return torch.randint(0, self.id_limit, shape, generator=generator)
         return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
@@ -99,7 +104,10 @@ def load_model(spec: str, input_shape: tuple[int, ...] | None = None) -> LoadedM
     """Resolve ``spec`` to a module in eval mode and the input shape to run it with.
 
     ``input_shape`` overrides the zoo entry's shape, and is required for user
-    models unless the returned module has an ``example_input_shape`` attribute.
+    models unless the returned module has an ``example_input_shape`` attribute, or
+    an ``example_input`` tensor: an integer one (token ids, as a language model
+    reads) makes the inputs ids below its largest id plus one, of its shape unless
+    ``input_shape`` says otherwise.
     """
     spec = spec.strip()
     if input_shape is not None:
@@ -144,6 +152,13 @@ def load_model(spec: str, input_shape: tuple[int, ...] | None = None) -> LoadedM
             module, source = _import_module(target, spec), "module"
             model = _call_factory(module, factory_name, spec, module.__name__)
 
+    example = getattr(model, "example_input", None)
+    id_limit = None
+    if isinstance(example, torch.Tensor) and example.dim() > 0:
+        if not example.is_floating_point():
+            id_limit = int(example.max()) + 1 if example.numel() else 1
+        if input_shape is None:
+            input_shape = _validate_shape(tuple(example.shape), f"{spec}'s example_input")
     if input_shape is None:
         declared = getattr(model, "example_input_shape", None)
         if declared is None:
@@ -152,7 +167,9 @@ def load_model(spec: str, input_shape: tuple[int, ...] | None = None) -> LoadedM
                 "or give the returned module an example_input_shape attribute; got neither"
             )
         input_shape = _validate_shape(declared, f"{spec}'s example_input_shape")
-    return LoadedModel(name=spec, module=model.eval(), input_shape=input_shape, source=source)
+    return LoadedModel(
+        name=spec, module=model.eval(), input_shape=input_shape, source=source, id_limit=id_limit
+    )
 
 
 @contextlib.contextmanager

@@ -363,3 +363,39 @@ def test_module_factory_in_the_current_directory(
     loaded = load_model(f"{package}.nets:make")
     assert (loaded.source, loaded.input_shape) == ("module", (1, 4))
     assert str(tmp_path) not in sys.path  # only while the module imports and builds
+
+
+TOKEN_MODEL = """
+import torch
+from torch import nn
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, ids):
+        return self.fc(self.embed(ids))
+
+
+def make():
+    model = Tagger()
+    model.example_input = torch.tensor([[3, 49, 0, 7]])
+    return model
+"""
+
+
+def test_a_model_reading_token_ids_gets_integer_inputs(tmp_path: Path) -> None:
+    path = tmp_path / f"tagger_{uuid.uuid4().hex[:8]}.py"
+    path.write_text(TOKEN_MODEL)
+    loaded = load_model(f"{path}:make")
+    assert loaded.input_shape == (1, 4)
+    ids = loaded.example_input(batch=3)
+    assert ids.dtype == torch.int64 and ids.shape == (3, 4)
+    assert 0 <= int(ids.min()) and int(ids.max()) < 50  # below the example's largest id + 1
+    longer = load_model(f"{path}:make", (1, 12)).example_input()
+    assert longer.dtype == torch.int64 and longer.shape == (1, 12)
+    with torch.no_grad():
+        assert loaded.module(ids).shape == (3, 4, 3)
