@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_corpus() -> types.ModuleType:
     path = ROOT / "tests" / "partitioner" / "model" / "test_corpus.py"
-    spec = importlib.util.spec_from_file_location("corpus", path)
+    spec = importlib.util.spec_from_file_location("corpus_models", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["corpus"] = module
+    sys.modules["corpus_models"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 

@@ -18,16 +18,13 @@ Goal: within ±25% (stretch ±15%).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import sys
 import time
-import types
 from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 
 import torch
+from corpus import load_corpus  # benchmarks/corpus.py: the corpus the tests define
 
 import partitioner.model.zoo as zoo
 from partitioner.model.capture import CapturedModel, capture
@@ -35,20 +32,9 @@ from partitioner.pricing.calibration import PublishedFigure, fit_device
 from partitioner.pricing.host import measure_host, measure_memory_bandwidth_gbps
 from partitioner.pricing.profiles import DEVICES, DeviceProfile
 
-ROOT = Path(__file__).resolve().parents[1]
 THREADS = 1
 FIT_MODELS = ("alexnet", "resnet18", "resnet50", "mobilenet_v2", "googlenet")
 HELD_OUT_CNNS = ("resnet34",)  # convolutional too, not fitted: the fit's own sanity check
-
-
-def load_corpus() -> types.ModuleType:
-    path = ROOT / "tests" / "partitioner" / "model" / "test_corpus.py"
-    spec = importlib.util.spec_from_file_location("corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["corpus"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def whole_forward_ms(cap: CapturedModel, x: torch.Tensor, repeats: int, warmup: int = 2) -> float:
