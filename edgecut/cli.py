@@ -23,6 +23,55 @@ from edgecut.commands import COMMANDS
 
 EXIT_USAGE = 2
 
+# The extras of pyproject.toml ("edgecut[edge]" ...) and the top-level modules only they
+# install: a command that meets one of these missing names the extra to install.
+MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
+    "grpc": ("edge", "cloud"),
+    "google": ("edge", "cloud"),  # google.protobuf
+    "PIL": ("edge",),
+    "grpc_health": ("cloud",),
+    "grpc_reflection": ("cloud",),
+    "prometheus_client": ("cloud",),
+    "fastapi": ("cloud",),
+    "starlette": ("cloud",),
+    "uvicorn": ("cloud",),
+    "numba": ("plan",),
+    "llvmlite": ("plan",),
+    "matplotlib": ("plan",),
+    "sklearn": ("plan",),
+    "scipy": ("plan",),
+    "ray": ("sim",),
+    "pyarrow": ("sim",),
+    "torchao": ("compress",),
+    "torch_pruning": ("compress",),
+}
+# The extra a command's role installs, and the extras it includes.
+COMMAND_EXTRAS = {"edge": "edge", "cloud": "cloud", "simulate": "sim", "sweep": "sim",
+                  "compress": "compress", "demo": "all"}  # fmt: skip
+EXTRA_INCLUDES = {
+    "edge": {"edge"},
+    "cloud": {"cloud"},
+    "plan": {"plan"},
+    "sim": {"sim", "plan"},
+    "compress": {"compress", "plan"},
+    "all": {"edge", "cloud", "plan", "sim", "compress", "all"},
+}
+
+
+def missing_extra_line(exc: ModuleNotFoundError, command: str | None) -> str | None:
+    """The one line for a module an extra installs, naming that extra; None for any other
+    missing module (a bug, which keeps its traceback)."""
+    module = (exc.name or "").split(".")[0]
+    extras = MODULE_EXTRAS.get(module)
+    if not extras:
+        return None
+    role = COMMAND_EXTRAS.get(command or "")
+    extra = role if role and EXTRA_INCLUDES[role] & set(extras) else extras[0]
+    return (
+        f"this command needs {module!r}, which the extra edgecut[{extra}] installs: "
+        f"pip install \"edgecut[{extra}]\" (from a source tree: pip install -e \".[{extra}]\")"
+    )
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (and still exits 2)."""
@@ -140,7 +189,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_library_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)  # --help and lazy choices may import an extra's module
+    except ModuleNotFoundError as exc:
+        command = next((a for a in argv if not a.startswith("-")), None)
+        extra_line = missing_extra_line(exc, command)
+        if extra_line is None:
+            raise
+        print(f"edgecut {command}: error: {extra_line}", file=sys.stderr)
+        return EXIT_USAGE
     if not getattr(args, "run", None):
         parser.print_help()
         return EXIT_USAGE
@@ -155,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgecut {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an optional dependency, or a bug (re-raised as is)
+        extra_line = missing_extra_line(exc, args.command)
+        if extra_line is None:
+            raise
+        print(f"edgecut {args.command}: error: {extra_line}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # a path the user gave (one line), or a bug (re-raised as is)
         line = user_file_error(exc, args, argv)
         if line is None:
