@@ -385,6 +385,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_host_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads`` for a command that measures on this machine (device ``host``)."""
+    p.add_argument(
+        "--threads",
+        type=threads,
+        metavar="N",
+        help="torch threads while measuring on host (default 1, partitioner.pricing.host."
+        "HOST_THREADS: a figure that does not depend on how many cores are idle, so runs "
+        "agree; to price a node, pass the --threads it runs with)",
+    )
+
+
 def add_plan_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     p.add_argument("--edge", default="rpi4", help="edge device preset or host (default rpi4)")
@@ -435,4 +447,5 @@ def make_planner(args: argparse.Namespace) -> Any:
         codec=args.codec,
         input_shape=args.input_shape,
         edge_dtype=getattr(args, "edge_dtype", None),
+        threads=getattr(args, "threads", None),
     )

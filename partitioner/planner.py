@@ -29,12 +29,17 @@ from partitioner.solve.plan import Plan, evaluate_cut, make_plan
 
 
 def resolve_device(
-    device: str | DeviceProfile, captured: CapturedModel, *, repeats: int = 10
+    device: str | DeviceProfile,
+    captured: CapturedModel,
+    *,
+    repeats: int = 10,
+    threads: int | None = None,
 ) -> DeviceProfile:
-    """A device preset (by name or already looked up); ``host`` is measured here on this model."""
+    """A device preset (by name or already looked up); ``host`` is measured here on this model,
+    with ``threads`` torch threads (None: :data:`~partitioner.pricing.host.HOST_THREADS`)."""
     profile = DEVICES.get(device) if isinstance(device, str) else device
     if profile.name == "host" and profile.measured_ms is None:
-        return host_profile(captured, repeats=repeats)
+        return host_profile(captured, repeats=repeats, threads=threads)
     return profile
 
 
@@ -58,6 +63,7 @@ class Planner:
         input_shape: tuple[int, ...] | None = None,
         edge_dtype: str | None = None,
         cloud_dtype: str | None = None,
+        threads: int | None = None,
     ) -> Planner:
         """Capture ``model`` and price it: the one place a planner's arguments are checked.
 
@@ -86,6 +92,7 @@ class Planner:
             codec=feature_codec,
             edge_dtype=edge_dtype,
             cloud_dtype=cloud_dtype,
+            threads=threads,
         )
 
     @classmethod
@@ -100,12 +107,14 @@ class Planner:
         codec: str | Codec = "none",
         edge_dtype: str | None = None,
         cloud_dtype: str | None = None,
+        threads: int | None = None,
     ) -> Planner:
-        """A planner for a model already captured (the simulator captures each model once)."""
+        """A planner for a model already captured (the simulator captures each model once);
+        ``threads``: torch threads if a device is measured here (``host``)."""
         cost = CostModel(
             captured.graph,
-            resolve_device(edge, captured),
-            resolve_device(cloud, captured),
+            resolve_device(edge, captured, threads=threads),
+            resolve_device(cloud, captured, threads=threads),
             network,
             codec,
             edge_dtype=edge_dtype,

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from edgecut.args import (
+    add_host_threads_arg,
     add_plan_args,
     bandwidth_range,
     input_file,
@@ -17,6 +18,7 @@ from edgecut.args import (
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="find the best edge/cloud split")
     add_plan_args(p)
+    add_host_threads_arg(p)
     p.add_argument(
         "--cut-after",
         metavar="NODE",

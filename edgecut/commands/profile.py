@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import add_model_args, int_in_range
+from edgecut.args import add_host_threads_arg, add_model_args, int_in_range
 
 MAX_REPEATS = 10_000  # a host measurement of this many runs per node is already minutes
 
@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=10,
         help="host: timed runs per node (default 10)",
     )
+    add_host_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
@@ -39,12 +40,18 @@ def run(args: argparse.Namespace) -> int:
     captured = capture(loaded.module, loaded.example_input(), name=loaded.name)
     graph = captured.graph
     measured_total = None
+    spread: dict[str, Any] = {}
     if args.device == "host":
         from partitioner.pricing.host import measure_host
 
-        measurement = measure_host(captured, repeats=args.repeats)
+        measurement = measure_host(captured, repeats=args.repeats, threads=args.threads)
         device = device.with_measurements(measurement.node_ms)
         measured_total = measurement.total_ms
+        spread = {
+            "threads": measurement.threads,
+            "total_spread": measurement.total.to_json(),
+            "sum_of_layers_spread": measurement.layer_sums.to_json(),
+        }
     layers: list[dict[str, Any]] = [
         {
             "name": n.name,
@@ -69,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 "sum_of_layers_ms": sum(row["ms"] for row in layers),
                 "layers": layers,
                 "unpriced_ops": unpriced_ops(graph),
+                **spread,
             }
         )
         return 0
@@ -92,6 +100,13 @@ def run(args: argparse.Namespace) -> int:
             right={3, 4, 5},
         )
     )
+    if spread:
+        t = spread["total_spread"]
+        console().print(
+            f"host, {spread['threads']} thread(s): whole forward median {t['median_ms']:.2f} ms, "
+            f"quartiles {t['q1_ms']:.2f}-{t['q3_ms']:.2f}, range {t['min_ms']:.2f}-"
+            f"{t['max_ms']:.2f} over {t['samples']} timed blocks"
+        )
     warning = unpriced_warning(graph)
     if warning:
         console().print(f"[yellow]{warning}[/]")
