@@ -13,6 +13,7 @@ from edgecut.commands import (
     simulate,
     split,
     sweep,
+    testbed,
 )
 
 COMMANDS = [
@@ -28,4 +29,5 @@ COMMANDS = [
     simulate,
     sweep,
     compress,
+    testbed,
 ]
