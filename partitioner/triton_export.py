@@ -129,8 +129,7 @@ def export_triton(
     if model is not None:
         if model not in models:
             raise TritonExportError(
-                f"repository {repo} has no model {model!r}; it holds "
-                f"{', '.join(models) or 'none'}"
+                f"repository {repo} has no model {model!r}; it holds {', '.join(models) or 'none'}"
             )
         models = {model: models[model]}
     chosen = [(m, v) for m in models.values() for v in _chosen_versions(m, versions)]
@@ -192,7 +191,9 @@ def _check_out_dir(repo: Path, out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TritonExportError(f"cannot create output directory {out}: {exc.strerror or exc}")
+        raise TritonExportError(
+            f"cannot create output directory {out}: {exc.strerror or exc}"
+        ) from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise TritonExportError(f"output directory {out} is not writable")
 
@@ -267,13 +268,14 @@ def _script_tail(artifact: SplitArtifact, dynamic: bool) -> tuple[bytes, float]:
     """The tail traced to TorchScript and serialised, and its largest absolute difference
     from the tail on seeded inputs at every checked batch size (after a save/load trip)."""
     specs = artifact.manifest["crossing"]
+    assert artifact.tail is not None  # the manifest listing tail.pt2 was checked
     generator = torch.Generator().manual_seed(0)
     where = f"{artifact.path / 'tail.pt2'}"
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TracerWarnings about Python values: checked below
             traced = torch.jit.trace(
-                _Tail(artifact.tail or nn.Identity()).eval(),
+                _Tail(artifact.tail),  # no .eval(): an exported module is already in it
                 _inputs(specs, 2 if dynamic else 1, generator),
                 check_trace=False,
             )

@@ -1,10 +1,11 @@
-"""``edgecut repository build|show|keygen|sign``: the model repository both nodes read.
+"""``edgecut repository build|show|keygen|sign|export``: the model repository both nodes read.
 
 ``build`` sweeps the bandwidth range, writes one split artifact per distinct cut of the
 breakpoint table (versions 1..k), the table itself, and the whole model for local fallback.
 ``show`` lists it after checking every version the way the nodes do. ``keygen`` makes an
 Ed25519 key pair and ``sign`` signs every version with it, for nodes started with
-``--trust-key`` (``docs/contracts.md``, "Signatures").
+``--trust-key`` (``docs/contracts.md``, "Signatures"). ``export --format triton`` writes the
+tails as a Triton model repository (``docs/triton.md``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import add_plan_args, bandwidth_range, output_dir, output_file
+from edgecut.args import (
+    add_plan_args,
+    bandwidth_range,
+    input_dir,
+    int_in_range,
+    non_negative_float,
+    output_dir,
+    output_file,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +83,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     sign.add_argument("--repository", required=True, metavar="DIR")
     sign.add_argument("--key", required=True, metavar="KEY.pem", help="Ed25519 private key")
     sign.set_defaults(run=run_sign)
+
+    export = actions.add_parser(
+        "export", help="write the tails as a Triton model repository (config.pbtxt + TorchScript)"
+    )
+    export.add_argument(
+        "repository", type=input_dir("a model repository directory"), metavar="REPOSITORY"
+    )
+    export.add_argument(
+        "out", type=output_dir("the Triton model repository"), metavar="OUT", help="output"
+    )
+    export.add_argument(
+        "--format", required=True, choices=["triton"], help="what to write (triton)"
+    )
+    export.add_argument("--model", help="export only this model (default: every one)")
+    export.add_argument(
+        "--version",
+        action="append",
+        default=[],
+        metavar="V",
+        help="export only this version (repeatable); one version per model keeps its name, "
+        "so an edge node talks to Triton unchanged",
+    )
+    export.add_argument(
+        "--max-batch",
+        type=int_in_range(1, 4096),
+        default=16,
+        help="Triton's max_batch_size (default 16; 1: no dynamic batching)",
+    )
+    export.add_argument(
+        "--batch-timeout-ms",
+        type=non_negative_float,
+        default=1.0,
+        help="dynamic batching's queue delay in ms (default 1, like `cloud serve`)",
+    )
+    export.add_argument(
+        "--instances",
+        type=int_in_range(1, 64),
+        default=1,
+        help="instance_group count: copies of each tail (default 1)",
+    )
+    export.add_argument("--json", action="store_true", help="print what was written")
+    export.set_defaults(run=run_export)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -236,4 +287,30 @@ def run_sign(args: argparse.Namespace) -> int:
         f"signed {signed} artifact{'s' * (signed != 1)} of {len(models)} "
         f"model{'s' * (len(models) != 1)} in {args.repository} with key {key.key_id[:16]}"
     )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from edgecut.output import print_json
+    from partitioner.triton_export import TritonOptions, export_triton
+
+    options = TritonOptions(
+        max_batch=args.max_batch,
+        batch_delay_us=round(args.batch_timeout_ms * 1000),
+        instances=args.instances,
+    )
+    written = export_triton(
+        args.repository, args.out, model=args.model, versions=args.version, options=options
+    )
+    if args.json:
+        print_json({"format": args.format, "models": [m.to_json() for m in written]})
+        return 0
+    for m in written:
+        batching = f"max_batch_size {m.max_batch_size}" if m.max_batch_size else "no batching"
+        print(
+            f"{m.path}: Triton model {m.name!r} version {m.version} from {m.source} "
+            f"({', '.join(t['name'] for t in m.inputs)} -> "
+            f"{', '.join(t['name'] for t in m.outputs)}; {batching}; TorchScript within "
+            f"{m.max_abs_error:.2g} of the tail)"
+        )
     return 0
