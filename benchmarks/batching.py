@@ -37,16 +37,17 @@ def build(root: Path, cut: str) -> tuple[list, list[np.ndarray]]:
 
 
 def serve(
-    root: Path, max_batch: int, timeout_ms: float, threads: int
+    root: Path, max_batch: int, timeout_ms: float, threads: int, *extra: str
 ) -> tuple[subprocess.Popen[bytes], int]:
-    port_file = root / f"port-{max_batch}"
+    """``edgecut cloud serve`` of ``root`` in its own process (``extra``: more flags)."""
+    port_file = root / f"port-{max_batch}-{'-'.join(extra)}"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "edgecut.cli", "cloud", "serve", "--repository", str(root),
             "--port", "0", "--port-file", str(port_file), "--threads", str(threads),
             "--max-batch", str(max_batch), "--batch-timeout-ms", str(timeout_ms),
-            "--log-level", "WARNING",
+            "--log-level", "WARNING", *extra,
         ],
         env=env,
     )  # fmt: skip
@@ -101,6 +102,7 @@ def load(
         "frames_per_s": len(flat) / wall,
         "p50_ms": float(np.percentile(flat, 50)) * 1e3,
         "p95_ms": float(np.percentile(flat, 95)) * 1e3,
+        "p99_ms": float(np.percentile(flat, 99)) * 1e3,
         "mean_batch": float(np.mean([b for bs in batches for b in bs])),
         "frames": len(flat),
     }

@@ -1,13 +1,21 @@
 """Dynamic batching: concurrent requests for the same tail run as one batch.
 
 Callers :meth:`Batcher.submit` their decoded inputs with the function that runs them and get a
-``Future``. One worker thread takes the tail whose oldest request waited longest, waits at most
+``Future``. A free worker takes the tail whose oldest request waited longest, waits at most
 ``timeout_s`` from that request's arrival for up to ``max_batch`` frames of the same tail,
 concatenates them along the batch axis, runs them once and hands each caller its own slice.
 While a batch runs, new requests queue, so a busy server batches more without waiting at all.
 
-One worker because a CPU tail already uses every core torch is given: two batches at once
-would only fight over them.
+``instances`` workers (Triton's instance groups) run batches at the same time, each on its own
+torch threads (the process's ``torch.set_num_threads`` applies to each calling thread's
+parallel regions, and torch releases the GIL while it computes): a node with one torch thread
+per instance and one instance per core uses every core. Batches of one tail go to whichever
+instance is free. The instances share the tail's weights, which nothing writes while serving.
+
+A lone caller does not pay for batching: a request that finds the node idle (nothing running,
+queued or being decoded) is run by its own caller's thread as soon as it waits for its result,
+without waiting out the window or handing over to a worker and back. With ``timeout_s`` 0 a
+request that finds an instance free and nothing queued runs in :meth:`Batcher.submit` itself.
 
 The queue holds at most ``max_queue_frames`` frames. A caller that has yet to decode its
 inputs first :meth:`Batcher.reserve` s room for the frames it declares, so a request the queue
@@ -89,8 +97,27 @@ class _Pending:
     future: Future[BatchResult] = field(default_factory=Future)
 
 
+class _ClaimingFuture(Future[BatchResult]):
+    """The future of a lone request: waiting for it first tries to run it in the waiting thread
+    (``claim``); a worker takes it instead if nobody waits before the window ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claim: Callable[[], None] | None = None
+
+    def result(self, timeout: float | None = None) -> BatchResult:
+        claim, self.claim = self.claim, None
+        if claim is not None:
+            claim()
+        return super().result(timeout)
+
+
 class Batcher:
-    """Groups concurrent requests per key (one tail) into batches run by one worker thread."""
+    """Groups concurrent requests per key (one tail) into batches run by ``instances`` workers.
+
+    ``on_batch(key, frames, compute_s, queue_s, instance)`` is told of every batch run, with
+    the index (0 .. instances-1) of the instance that ran it.
+    """
 
     def __init__(
         self,
@@ -98,7 +125,8 @@ class Batcher:
         max_batch: int = 16,
         timeout_s: float = 0.002,
         max_queue_frames: int = 1024,
-        on_batch: Callable[[Hashable, int, float, float], None] | None = None,
+        instances: int = 1,
+        on_batch: Callable[[Hashable, int, float, float, int], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -106,6 +134,8 @@ class Batcher:
             raise ValueError(f"batch timeout must be >= 0, got {timeout_s}")
         if max_queue_frames < 1:
             raise ValueError(f"max_queue_frames must be >= 1, got {max_queue_frames}")
+        if instances < 1:
+            raise ValueError(f"instances must be >= 1, got {instances}")
         self.max_batch = max_batch
         self.timeout_s = timeout_s
         self.max_queue_frames = max_queue_frames
@@ -115,9 +145,20 @@ class Batcher:
         self._reserved_frames = 0  # admitted by reserve(), still being decoded
         self._cond = threading.Condition()
         self._closed = False
-        self._busy = False  # a batch is running (on the worker or inline): one at a time
-        self._worker = threading.Thread(target=self._loop, name="batcher", daemon=True)
-        self._worker.start()
+        self.instances = instances
+        # The instances not running a batch (on a worker or inline); lowest index first.
+        self._free: list[int] = list(range(instances))
+        self._workers = [
+            threading.Thread(target=self._loop, name=f"batcher-{i}", daemon=True)
+            for i in range(instances)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    @property
+    def busy_instances(self) -> int:
+        with self._cond:
+            return self.instances - len(self._free)
 
     @property
     def queued_frames(self) -> int:
@@ -185,21 +226,46 @@ class Batcher:
                 self._reserved_frames -= frames
             # Nothing to wait for and nobody to batch with: run in the caller's thread,
             # which saves the two thread hand-offs a lone request would otherwise pay.
-            inline = self.timeout_s == 0 and not self._busy and not self._queued_frames
-            if inline:
-                self._busy = True
+            slot = None
+            if self.timeout_s == 0 and self._free and not self._queued_frames:
+                slot = self._free.pop(0)
             else:
+                idle = (
+                    len(self._free) == self.instances
+                    and not self._queued_frames
+                    and not self._reserved_frames
+                )
+                if idle:  # nobody to batch with now: its caller may run it at once
+                    claiming = _ClaimingFuture()
+                    claiming.claim = lambda: self._claim(key, pending)
+                    pending.future = claiming
                 self._queues.setdefault(key, collections.deque()).append(pending)
                 self._queued_frames += frames
-                self._cond.notify()
-        if inline:
-            try:
-                self._run(key, [pending])
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                self._cond.notify_all()
+        if slot is not None:
+            self._run_in(slot, key, [pending])
         return pending.future
+
+    def _claim(self, key: Hashable, pending: _Pending) -> None:
+        """Run ``pending`` (and what queued behind it) in this thread if an instance is free and
+        no worker took it yet; otherwise leave it to the workers."""
+        with self._cond:
+            queue = self._queues.get(key)
+            if not self._free or not queue or queue[0] is not pending:
+                return
+            batch = self._pop_batch(key, queue)
+            slot = self._free.pop(0)
+        self._run_in(slot, key, batch)
+
+    def _run_in(self, slot: int, key: Hashable, batch: list[_Pending]) -> None:
+        """Run a batch on instance ``slot`` (already taken), then give the instance back."""
+        try:
+            self._run(key, batch, slot)
+        finally:
+            with self._cond:
+                self._free.append(slot)
+                self._free.sort()
+                self._cond.notify_all()
 
     def close(self, *, drain: bool = True, timeout_s: float | None = None) -> None:
         """Take no new work; finish what is queued (``drain``) or fail it, then stop the worker."""
@@ -212,17 +278,20 @@ class Batcher:
                 self._queues.clear()
                 self._queued_frames = 0
             self._cond.notify_all()
-        self._worker.join(timeout_s)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for worker in self._workers:
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ worker
 
-    def _take(self) -> tuple[Hashable, list[_Pending]] | None:
-        """Wait for a batch to be due and remove it from its queue; None once closed and empty."""
+    def _take(self) -> tuple[int, Hashable, list[_Pending]] | None:
+        """Wait for a free instance and a due batch, remove the batch from its queue and take
+        the instance; None once closed and empty."""
         with self._cond:
             while True:
-                while (not self._queued_frames or self._busy) and not self._closed:
+                while (not self._queued_frames or not self._free) and not self._closed:
                     self._cond.wait()
-                while self._busy:  # closing: let an inline run finish first
+                while not self._free:  # closing: let the running batches finish first
                     self._cond.wait()
                 if not self._queued_frames:
                     return None
@@ -238,33 +307,34 @@ class Batcher:
                     if frames >= limit or remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                if self._queues.get(key) is not queue or not queue:
-                    continue  # failed by close(drain=False) while waiting
-                batch = [queue.popleft()]
-                frames = batch[0].frames
-                while queue and frames + queue[0].frames <= limit:
-                    frames += queue[0].frames
-                    batch.append(queue.popleft())
-                if not queue:
-                    del self._queues[key]
-                self._queued_frames -= frames
-                self._busy = True
-                return key, batch
+                if self._queues.get(key) is not queue or not queue or not self._free:
+                    # Another instance or a lone caller took it, or close(drain=False) failed
+                    # it, while this one waited: look again.
+                    continue
+                return self._free.pop(0), key, self._pop_batch(key, queue)
+
+    def _pop_batch(self, key: Hashable, queue: collections.deque[_Pending]) -> list[_Pending]:
+        """The batch at the head of ``key``'s queue, removed from it (caller holds the lock)."""
+        limit = queue[0].max_batch
+        batch = [queue.popleft()]
+        frames = batch[0].frames
+        while queue and frames + queue[0].frames <= limit:
+            frames += queue[0].frames
+            batch.append(queue.popleft())
+        if not queue:
+            del self._queues[key]
+        self._queued_frames -= frames
+        return batch
 
     def _loop(self) -> None:
         while True:
             taken = self._take()
             if taken is None:
                 return
-            try:
-                self._run(*taken)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+            self._run_in(*taken)
 
-    def _run(self, key: Hashable, batch: list[_Pending]) -> None:
-        """Run one batch and settle its callers' futures."""
+    def _run(self, key: Hashable, batch: list[_Pending], instance: int = 0) -> None:
+        """Run one batch on ``instance`` and settle its callers' futures."""
         started = time.monotonic()
         frames = sum(p.frames for p in batch)
         try:
@@ -282,7 +352,7 @@ class Batcher:
             return
         compute_s = time.monotonic() - started
         if self._on_batch is not None:
-            self._on_batch(key, frames, compute_s, started - batch[0].enqueued_s)
+            self._on_batch(key, frames, compute_s, started - batch[0].enqueued_s, instance)
         offset = 0
         for pending in batch:
             part = [o[offset : offset + pending.frames] for o in outputs]

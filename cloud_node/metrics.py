@@ -78,6 +78,19 @@ class NodeMetrics:
             "ModelInfer requests being handled",
             registry=self.registry,
         )
+        # Labelled by instance index (0 .. --instances - 1): bounded by the node's own setting.
+        self.instance_batches = Counter(
+            "edgecut_instance_batches",
+            "Batches run, by instance of the tails",
+            ["instance"],
+            registry=self.registry,
+        )
+        self.instance_busy_seconds = Counter(
+            "edgecut_instance_busy_seconds",
+            "Time each instance spent running batches (its rate is the instance's utilisation)",
+            ["instance"],
+            registry=self.registry,
+        )
         self.models_ready = Gauge(
             "edgecut_model_versions_ready",
             "Model versions loaded and serving",

@@ -68,7 +68,10 @@ class CloudConfig:
     workers: int = 64
     max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES
     max_request_bytes: int = 256 * 1024 * 1024  # decoded inputs of one request
-    threads: int | None = None  # torch intra-op threads; None keeps torch's setting
+    threads: int | None = None  # torch intra-op threads of each instance; None: torch's setting
+    # Copies of each tail that run batches at the same time (Triton's instance groups): with
+    # one torch thread each, one instance per core lets a node use every core.
+    instances: int = 1
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     # OIP over HTTP/REST on the same host, TLS and tokens (cloud_node.rest); None: off.
@@ -88,6 +91,7 @@ class CloudConfig:
             "workers": self.workers >= 2,
             "max_request_bytes": self.max_request_bytes >= 1,
             "threads": self.threads is None or self.threads >= 1,
+            "instances": self.instances >= 1,
             "metrics_port": self.metrics_port is None or 0 <= self.metrics_port <= 65535,
             "http_port": self.http_port is None or 0 <= self.http_port <= 65535,
         }
@@ -195,6 +199,7 @@ class CloudNode:
             max_batch=cfg.max_batch,
             timeout_s=cfg.batch_timeout_ms / 1e3,
             max_queue_frames=cfg.max_queue_frames,
+            instances=cfg.instances,
             on_batch=self._on_batch,
         )
         server = transport.build_server(
@@ -320,6 +325,8 @@ class CloudNode:
             models={m: self._store.versions(m) for m in self._store.models()},
             max_batch=cfg.max_batch,
             batch_timeout_ms=cfg.batch_timeout_ms,
+            instances=cfg.instances,
+            threads=cfg.threads,
             load_s=round(time.monotonic() - started, 3),
         )
         return self.port
@@ -346,10 +353,14 @@ class CloudNode:
     def _on_deployed(self, tail: Tail) -> None:
         self._after_load(tail, 0.0)
 
-    def _on_batch(self, key: Any, frames: int, compute_s: float, queue_s: float) -> None:
+    def _on_batch(
+        self, key: Any, frames: int, compute_s: float, queue_s: float, instance: int
+    ) -> None:
         labels = {"model": key.model, "version": key.version}
         self.metrics.batch_size.labels(**labels).observe(frames)
         self.metrics.compute_seconds.labels(**labels).observe(compute_s)
+        self.metrics.instance_batches.labels(instance=str(instance)).inc()
+        self.metrics.instance_busy_seconds.labels(instance=str(instance)).inc(compute_s)
 
     def stop(self, grace_s: float = 5.0, *, drain_s: float = 0.0) -> None:
         """Graceful shutdown: health NOT_SERVING, refuse new calls, let in-flight ones finish.

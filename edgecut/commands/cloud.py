@@ -134,10 +134,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--workers", type=positive_int, default=64, help="gRPC handler threads")
     serve.add_argument(
+        "--instances",
+        type=positive_int,
+        default=1,
+        help="copies of each tail running batches at once, each on --threads torch threads "
+        "(like Triton's instance groups; default 1)",
+    )
+    serve.add_argument(
         "--threads",
         type=threads,
-        default=default_threads(),
-        help=f"torch threads for the tails (default {default_threads()})",
+        help=f"torch threads of each instance (default: {default_threads()} cores shared by "
+        "the instances, at least 1 each)",
     )
     serve.add_argument(
         "--max-message-mb",
@@ -247,7 +254,8 @@ def run_serve(args: argparse.Namespace) -> int:
             max_queue_frames=args.max_queue,
             workers=max(args.workers, 2 * min(args.max_batch, 16)),
             max_message_bytes=args.max_message_mb * 1024 * 1024,
-            threads=args.threads,
+            threads=args.threads or max(1, default_threads() // args.instances),
+            instances=args.instances,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
             http_port=args.http_port,
