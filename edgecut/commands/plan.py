@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from edgecut.args import (
     add_host_threads_arg,
@@ -65,103 +64,61 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgecut import api
     from edgecut.args import make_planner
     from edgecut.output import print_json
 
     compressing = args.compress is not None or args.accuracy_budget is not None
     if compressing:
-        _check_compress_args(args)
+        if args.sweep_bandwidth:
+            from partitioner.errors import EdgecutError
+
+            raise EdgecutError("--accuracy-budget searches the cut itself; drop --sweep-bandwidth")
+        api.compress_methods(args.accuracy_budget, args.compress, args.cut_after, args.objective)
     planner = make_planner(args)
     if compressing:
-        result = _search(planner, args)
-        _write_out(args, result.plan)
+        from edgecut.output import Progress
+
+        with Progress(prefix="edgecut plan") as progress:
+            result = api.plan(
+                planner,
+                accuracy_budget=args.accuracy_budget,
+                compress=args.compress,
+                compress_config=args.config,
+                progress=progress,
+            )
+        _write_out(args, result)
         if args.json:
-            print_json(result.plan.to_json())
+            print_json(result.to_json())
         else:
-            _print_search(planner, result)
+            _print_search(planner, result.search)
         return 0
     if args.sweep_bandwidth:
         lo, hi = args.sweep_bandwidth
-        table = planner.sweep(lo, hi, objective=args.objective, solver=args.solver)
+        table = api.breakpoints(planner, lo, hi, objective=args.objective, solver=args.solver)
         if args.plot:
-            _plot(planner, args, table)
+            _plot(planner, args, table.table)
         if args.json:
-            print_json({"model": planner.graph.model, **table.to_json()})
+            print_json(table.to_json())
         else:
-            _print_table(planner, table)
+            _print_table(planner, table.table)
         return 0
-    if args.cut_after:
-        plan = planner.cut_after(args.cut_after, objective=args.objective)
-    else:
-        plan = planner.plan(objective=args.objective, solver=args.solver)
-    _write_out(args, plan)
+    result = api.plan(
+        planner, objective=args.objective, solver=args.solver, cut_after=args.cut_after
+    )
+    _write_out(args, result)
     if args.plot:
-        bw = plan.bandwidth_mbps
-        _plot(planner, args, planner.sweep(bw / 30, bw * 30, objective="latency"), plan)
+        result.plot(args.plot)
     if args.json:
-        print_json(plan.to_json())
+        print_json(result.to_json())
     else:
-        print_plan(planner, plan)
+        print_plan(planner, result.plan)
     return 0
 
 
-def _write_out(args: argparse.Namespace, plan) -> None:
-    if not args.out:
-        return
-    from partitioner.deploy.files import write_json_atomic
-
-    write_json_atomic(Path(args.out), plan.to_json())  # a reader never sees half a plan
-
-
-def _check_compress_args(args: argparse.Namespace) -> None:
-    from partitioner.errors import EdgecutError
-
-    if args.accuracy_budget is None:
-        raise EdgecutError(
-            f"--compress {args.compress} needs --accuracy-budget PTS (the accuracy, in points, "
-            "the compression may cost); got none"
-        )
-    for flag, value in (
-        ("--sweep-bandwidth", args.sweep_bandwidth),
-        ("--cut-after", args.cut_after),
-    ):
-        if value:
-            raise EdgecutError(f"--accuracy-budget searches the cut itself; drop {flag}")
-    if args.objective != "latency":
-        raise EdgecutError(f"--accuracy-budget minimises latency; got --objective {args.objective}")
-
-
-def _search(planner, args: argparse.Namespace):
-    import warnings
-
-    from edgecut.commands.compress import ProgressBar
-    from partitioner.compress import METHODS, load_config
-    from partitioner.compress.config import CompressConfig
-    from partitioner.compress.search import NONE, search
-    from partitioner.errors import EdgecutError
-
-    spec = (args.compress or "auto").strip()
-    known = [m.name for m in METHODS.list()]
-    if spec == "auto":
-        methods = [NONE, *known]
-    else:
-        methods = [m.strip() for m in spec.split(",") if m.strip()]
-        unknown = [m for m in methods if m not in (NONE, *known)]
-        if unknown or not methods:
-            raise EdgecutError(
-                f"--compress expects auto or a comma list of {', '.join([NONE, *known])}; "
-                f"got {spec!r}"
-            )
-    config = load_config(args.config) if args.config else CompressConfig()
-    with warnings.catch_warnings(), ProgressBar() as progress:
-        warnings.simplefilter("ignore", FutureWarning)
-        return search(
-            planner,
-            accuracy_budget=args.accuracy_budget,
-            methods=methods,
-            config=config,
-            progress=progress,
-        )
+def _write_out(args: argparse.Namespace, result) -> None:
+    if args.out:
+        result.write(args.out)  # atomically: a reader never sees half a plan
 
 
 def _print_search(planner, result) -> None:
