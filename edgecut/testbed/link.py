@@ -25,6 +25,7 @@ what this link made (killing any process still inside its namespaces first), and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -109,9 +110,7 @@ class Link:
     _made: list[tuple[str, str]] = field(default_factory=list)  # ("netns"|"link", name)
 
     @classmethod
-    def create(
-        cls, rate_mbit: float, *, delay_ms: float = 0.0, edge_in_root: bool = False
-    ) -> Link:
+    def create(cls, rate_mbit: float, *, delay_ms: float = 0.0, edge_in_root: bool = False) -> Link:
         """Build and shape the link (TestbedError if that fails; what was made is removed)."""
         check_root()
         if not rate_mbit > 0:
@@ -210,7 +209,9 @@ class Link:
 
     def qdisc_stats(self) -> str:
         """``tc -s qdisc show`` of the shaped end (rate, bytes sent, drops, backlog)."""
-        return run(*self._ns_cmd(self.edge_ns, "tc", "-s", "qdisc", "show", "dev", self.edge_if)).stdout
+        return run(
+            *self._ns_cmd(self.edge_ns, "tc", "-s", "qdisc", "show", "dev", self.edge_if)
+        ).stdout
 
     def exec_argv(self, argv: Sequence[str], side: Side) -> list[str]:
         """``argv`` run inside the namespace of ``side`` (unchanged for a root edge)."""
@@ -249,10 +250,8 @@ def remove_namespace(ns: str, *, grace_s: float = 3.0) -> None:
         if not pids:
             break
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it may have exited meanwhile
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + wait_s
         while namespace_pids(ns) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -68,7 +68,12 @@ def measure_transfer(link: Link, nbytes: int, *, timeout_s: float = 120.0) -> fl
             deadline = time.monotonic() + timeout_s
             while not port_file.exists():
                 if sink_proc.poll() is not None or time.monotonic() > deadline:
-                    raise TestbedError(f"transfer sink did not start: {sink_proc.stderr.read()}")
+                    _, err = (
+                        sink_proc.communicate(timeout=5)
+                        if sink_proc.poll() is not None
+                        else ("", "")
+                    )
+                    raise TestbedError(f"transfer sink did not start: {err.strip()[-500:]}")
                 time.sleep(0.02)
             sender = subprocess.run(
                 link.exec_argv(

@@ -29,7 +29,7 @@ from partitioner.pricing.network import BandwidthTrace
 def step_rates(trace: BandwidthTrace, step_s: float, start_s: float = 0.0) -> np.ndarray:
     """Mean Mbit/s of each step of ``step_s`` over one period, starting ``start_s`` in."""
     rates = trace.mbps_per_window(step_s)
-    shift = int(round(start_s / step_s)) % max(len(rates), 1)
+    shift = round(start_s / step_s) % max(len(rates), 1)
     return np.roll(rates, -shift)
 
 
