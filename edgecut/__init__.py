@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = (
+__all__ = [
     "BreakpointsResult",
     "CloudNode",
     "CompressResult",
@@ -27,6 +27,7 @@ _API = (
     "SimulationResult",
     "SplitResult",
     "SweepResult",
+    "__version__",
     "breakpoints",
     "compress",
     "load_plan",
@@ -36,8 +37,8 @@ _API = (
     "simulate",
     "split",
     "sweep",
-)
-__all__ = ["__version__", *_API]
+]
+_API = frozenset(__all__) - {"__version__"}
 
 if TYPE_CHECKING:
     from edgecut.api import (

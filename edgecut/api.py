@@ -212,8 +212,7 @@ def compress_methods(
     unknown = [m for m in methods if m not in (NONE, *known)]
     if unknown or not methods:
         raise EdgecutError(
-            f"--compress expects auto or a comma list of {', '.join([NONE, *known])}; "
-            f"got {spec!r}"
+            f"--compress expects auto or a comma list of {', '.join([NONE, *known])}; got {spec!r}"
         )
     return methods
 
@@ -354,6 +353,7 @@ def compress(
     int8, prune, lowrank, distill or mixed (default: the config's, else the one a plan from
     ``plan(accuracy_budget=...)`` chose); ``config`` a YAML file or a CompressConfig."""
     import warnings
+    from dataclasses import replace
 
     import torch
 
@@ -380,16 +380,7 @@ def compress(
             "from `edgecut plan --compress`); got none"
         )
     METHODS.get(method)
-    config = CompressConfig(
-        method=method,
-        seed=config.seed,
-        codec=codec or config.codec or chosen.get("codec"),
-        data=config.data,
-        train_samples=config.train_samples,
-        eval_samples=config.eval_samples,
-        timing_repeats=config.timing_repeats,
-        sections=config.sections,
-    )
+    config = replace(config, method=method, codec=codec or config.codec or chosen.get("codec"))
     if threads:
         torch.set_num_threads(threads)
     p = Planner.create(model, input_shape=_shape(input_shape))
@@ -521,8 +512,8 @@ def simulate(
     models: dict[Any, Any] = {}
     plans = [compile_scenario(v, models=models) for v in variants]  # all checked before any run
     results = []
-    for variant, fleet_plan in zip(variants, plans, strict=True):
-        name = variant.policy.name
+    for label, variant, fleet_plan in zip(labels, variants, plans, strict=True):
+        name = label or variant.policy.name
         on_window = None if progress is None else (lambda d, t, n=name: progress(n, d, t))
         if ray or address:
             from simulator import ray_transport
@@ -572,9 +563,13 @@ class SweepResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "sweep.json").write_text(json.dumps(self.data, indent=2) + "\n")
-        metric = self.data["metric"]
-        label = "deadline-miss rate" if metric == "miss-rate" else f"{metric} latency (ms)"
+        label = metric_label(self.data["metric"])
         plot_sweep(self.data["cells"], label, out / "sweep.png", self.data["cuts"])
+
+
+def metric_label(metric: str) -> str:
+    """A sweep metric in words, with its unit (an axis or table title)."""
+    return "deadline-miss rate" if metric == "miss-rate" else f"{metric} latency (ms)"
 
 
 def sweep(

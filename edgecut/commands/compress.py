@@ -11,7 +11,6 @@ from edgecut.args import (
     input_dir,
     input_file,
     output_dir,
-    read_plan_json,
     threads,
 )
 
@@ -65,101 +64,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import warnings
+    from edgecut import api
+    from edgecut.output import Progress, print_json
 
-    import torch
-
-    from edgecut.output import print_json
-    from partitioner.compress import METHODS as REGISTRY  # not to shadow --help's METHODS
-    from partitioner.compress import CompressConfig, load_config
-    from partitioner.compress.compressor import compress
-    from partitioner.errors import EdgecutError
-    from partitioner.planner import Planner
-    from partitioner.solve.plan import Plan
-
-    if bool(args.plan) == bool(args.cut_after):
-        raise EdgecutError(
-            "expected exactly one of --plan plan.json (from `edgecut plan --out`) or "
-            f"--cut-after NODE; got {'both' if args.plan else 'neither'}"
-        )
-    config = load_config(args.config) if args.config else CompressConfig()
-    plan_data = read_plan_json(args.plan) if args.plan else {}
-    chosen = plan_data.get("compression") or {}
-    method = args.method or config.method or chosen.get("method")
-    if not method:
-        raise EdgecutError(
-            f"expected --method {'|'.join(REGISTRY.names())} (or method: in --config, or a plan from "
-            "`edgecut plan --compress`); got none"
-        )
-    REGISTRY.get(method)
-    codec = args.codec or config.codec or chosen.get("codec")
-    config = CompressConfig(
-        method=method,
-        seed=config.seed,
-        codec=codec,
-        data=config.data,
-        train_samples=config.train_samples,
-        eval_samples=config.eval_samples,
-        timing_repeats=config.timing_repeats,
-        sections=config.sections,
-    )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    planner = Planner.create(args.model, input_shape=args.input_shape)
-    plan = Plan.from_json(plan_data) if args.plan else planner.cut_after(args.cut_after)
-
-    with warnings.catch_warnings(), ProgressBar() as progress:
-        warnings.simplefilter("ignore", FutureWarning)
-        report = compress(
-            planner.captured,
-            plan,
-            config,
+    with Progress(prefix="edgecut compress") as progress:
+        result = api.compress(
+            args.model,
             args.out,
-            model_spec=args.model,
-            model=planner.loaded.module,
+            plan=args.plan,
+            cut_after=args.cut_after,
+            method=args.method,
+            config=args.config,
+            codec=args.codec,
             baseline=args.baseline,
+            threads=args.threads,
+            input_shape=args.input_shape,
             progress=progress,
         )
     if args.json:
-        print_json(report.to_json())
+        print_json(result.to_json())
     else:
-        _print_report(report.to_json())
+        _print_report(result.to_json())
     return 0
-
-
-class ProgressBar:
-    """A rich progress bar on stderr (stdout stays clean for --json), one row per task."""
-
-    def __enter__(self) -> Any:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.bar.__enter__()
-        tasks: dict[str, Any] = {}
-
-        def update(task: str, done: int, total: int) -> None:
-            if task not in tasks:
-                tasks[task] = self.bar.add_task(task, total=total)
-            self.bar.update(tasks[task], completed=done, total=total)
-
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.__exit__(None, None, None)
 
 
 def _print_report(r: dict[str, Any]) -> None:

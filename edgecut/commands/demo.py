@@ -77,26 +77,48 @@ def _stop(proc: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     quiet_openmp()
+    import time
+
+    import torch
+
+    from edgecut.output import Progress, console
+
+    started = time.monotonic()
+    # Edge and cloud share this machine: one torch thread each keeps them off each other.
+    torch.set_num_threads(1)
+    # Each step (plan, repository, int8 head, cloud start, frames) takes seconds: one bar
+    # on a terminal, a log line per step otherwise; stdout stays the results (or --json).
+    with Progress(prefix="edgecut demo") as progress:
+        return _run(args, progress, console(), started)
+
+
+def _run(args: argparse.Namespace, progress: Any, out: Any, started: float) -> int:
     import subprocess
     import sys
     import tempfile
     import time
-
-    import torch
 
     from edge_node.client import CloudClient
     from edge_node.heads import EdgeModel
     from edge_node.node import EdgeConfig, EdgeNode
     from edge_node.sources import SyntheticSource
     from edge_node.throttle import TokenBucket
-    from edgecut.output import console, print_json
+    from edgecut.output import print_json
     from partitioner.planner import Planner
     from partitioner.publish import build_repository
 
-    started = time.monotonic()
-    out = console()
-    # Edge and cloud share this machine: one torch thread each keeps them off each other.
-    torch.set_num_threads(1)
+    steps = [
+        f"plan {args.model} for {args.network} (capture, price, breakpoint table)",
+        "build the model repository",
+        *([] if args.no_int8 else ["quantize the served head to int8"]),
+        "start the cloud node",
+        f"stream {args.frames} frames",
+    ]
+
+    def step(what: str) -> None:
+        progress("steps", steps.index(what), len(steps), what)
+
+    step(steps[0])
     planner = Planner.create(
         args.model, edge=args.edge, cloud=args.cloud, network=args.network, codec=args.codec
     )
@@ -110,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         plans = [planner.cut_after(planner.graph.inputs[0])]
     with tempfile.TemporaryDirectory(prefix="edgecut-demo-") as tmp:
         root = Path(args.keep or tmp)
+        step("build the model repository")
         entry = build_repository(
             planner,
             root,
@@ -124,8 +147,10 @@ def run(args: argparse.Namespace) -> int:
             print_model(entry)
         version = entry.default_version
         compression = None
+        if not args.no_int8:
+            step("quantize the served head to int8")
         if version and not args.no_int8:
-            compression = _int8_head(planner, entry, version, network, args.model)
+            compression = _int8_head(planner, entry, version, network, args.model, progress)
             if compression and not args.json:
                 _print_compression(out, compression, args.edge)
         note = ""
@@ -134,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
                 f"the plan for {network.name} is edge-only; streaming through the nearest cloud "
                 f"cut (version {version}) to show the split path"
             )
+        step("start the cloud node")
         port_file = root / "cloud.port"
         port_file.unlink(missing_ok=True)
         cmd = [
@@ -154,12 +180,16 @@ def run(args: argparse.Namespace) -> int:
             )
             client = CloudClient(f"127.0.0.1:{port}", uplink=uplink)
             try:
+                step(steps[-1])
                 node = EdgeNode(model, client, EdgeConfig(version=version, deadline_ms=10_000))
+                streamed = iter(range(1, args.frames + 1))
                 summary = node.run(
                     SyntheticSource(
                         tuple(entry.meta["input_shape"]), frames=args.frames, fps=args.fps or 0.0
-                    )
+                    ),
+                    lambda _result: progress("frames", next(streamed), args.frames),
                 )
+                progress("steps", len(steps), len(steps), "done")
             finally:
                 client.close()
         finally:
@@ -190,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _int8_head(
-    planner: Any, entry: Any, version: str, network: Any, model_spec: str
+    planner: Any, entry: Any, version: str, network: Any, model_spec: str, progress: Any = None
 ) -> dict[str, Any] | None:
     """Quantize the served version's head to int8 in place (the tail stays byte for byte)."""
     import shutil
@@ -221,6 +251,7 @@ def _int8_head(
             model_spec=model_spec,
             model=planner.loaded.module,
             baseline=version_dir,
+            progress=progress,
         )
         shutil.rmtree(version_dir)
         shutil.move(str(Path(tmp) / "int8"), version_dir)

@@ -129,25 +129,36 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from edgecut.args import make_planner
-    from edgecut.output import print_json
+    from edgecut.output import Progress, print_json
     from partitioner.publish import build_repository
 
-    planner = make_planner(args)
     lo, hi = args.sweep_bandwidth
-    table = planner.sweep(lo, hi, objective=args.objective, solver=args.solver)
-    plans = [planner.cut_after(node, objective=args.objective) for node in args.cut_after]
-    if args.cloud_only:
-        plans.append(planner.cut_after(planner.graph.inputs[0], objective=args.objective))
-    model = build_repository(
-        planner,
-        args.out,
-        table=table,
-        plans=plans,
-        name=args.name,
-        model_spec=args.model,
-        default_bandwidth_mbps=planner.cost.network.uplink_mbps,
-        with_local=not args.no_local,
+    steps = (
+        f"capture and price {args.model}",
+        f"breakpoint table over {lo:g}:{hi:g} Mbit/s",
+        "write a split artifact per cut, the table and the local model",
     )
+    # Each step takes seconds: a bar on a terminal, a log line per step otherwise.
+    with Progress(prefix="edgecut repository build") as progress:
+        progress("steps", 0, len(steps), steps[0])
+        planner = make_planner(args)
+        progress("steps", 1, len(steps), steps[1])
+        table = planner.sweep(lo, hi, objective=args.objective, solver=args.solver)
+        plans = [planner.cut_after(node, objective=args.objective) for node in args.cut_after]
+        if args.cloud_only:
+            plans.append(planner.cut_after(planner.graph.inputs[0], objective=args.objective))
+        progress("steps", 2, len(steps), steps[2])
+        model = build_repository(
+            planner,
+            args.out,
+            table=table,
+            plans=plans,
+            name=args.name,
+            model_spec=args.model,
+            default_bandwidth_mbps=planner.cost.network.uplink_mbps,
+            with_local=not args.no_local,
+        )
+        progress("steps", len(steps), len(steps), "done")
     if args.json:
         print_json(model.meta)
         return 0

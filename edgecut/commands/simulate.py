@@ -44,100 +44,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def policy_overrides(text: str | None, scenario: Any) -> list[tuple[str | None, Any]]:
-    """(label, scenario) to run: one per ``--policy`` entry, or the scenario itself."""
-    from dataclasses import replace
-
-    from partitioner.errors import EdgecutError
-    from simulator.fields import FieldError
-    from simulator.policies import PolicyConfig
-
-    if not text:
-        return [(None, scenario)]
-    out: list[tuple[str | None, Any]] = []
-    for item in [t.strip() for t in text.split(",") if t.strip()]:
-        name, _, node = item.partition(":")
-        base = scenario.policy if scenario.policy.name == name else PolicyConfig(name="edge-only")
-        try:
-            policy = replace(base, name=name, cut_after=node or None)
-        except FieldError as exc:
-            raise EdgecutError(f"--policy {item}: {exc}") from None
-        fleet = tuple(replace(g, policy=None) for g in scenario.fleet)
-        out.append((item, replace(scenario, policy=policy, fleet=fleet)))
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-    from pathlib import Path
+    from contextlib import ExitStack
 
+    from edgecut import api
     from edgecut.output import print_json, progress_bar
     from partitioner.errors import EdgecutError
-    from simulator.fields import FieldError
-    from simulator.fleet import compile_scenario
-    from simulator.scenario import load_scenario
 
     if args.address and args.no_ray:
         raise EdgecutError("--address and --no-ray exclude each other")
-    scenario = load_scenario(args.scenario)
-    try:
-        if args.seed is not None:
-            scenario = replace(scenario, seed=args.seed)
-        if args.duration_s is not None:
-            scenario = replace(scenario, duration_s=args.duration_s)
-    except FieldError as exc:
-        raise EdgecutError(f"--{exc.field_name.replace('_', '-')}: {exc.message}") from None
-    labels, variants = zip(*policy_overrides(args.policy, scenario), strict=True)
-    models: dict = {}
-    plans = [compile_scenario(v, models=models) for v in variants]  # all checked before any run
+    with ExitStack() as bars:
+        updates: dict[str, Any] = {}
 
-    results = []
-    for variant, plan in zip(variants, plans, strict=True):
-        bar, on_window = progress_bar(
-            not (args.quiet or args.json), variant.policy.name, "windows", len(plan.windows)
-        )
-        with bar:
-            if args.no_ray:
-                from simulator.engine import simulate
-
-                result = simulate(plan, shards=args.shards or 1, on_window=on_window)
-            else:
-                from simulator import ray_transport
-
-                result = ray_transport.simulate(
-                    plan, shards=args.shards, address=args.address, on_window=on_window
+        def on_window(policy: str, done: int, total: int) -> None:
+            # A bar per policy, opened when its run starts (its total known).
+            if policy not in updates:
+                bars.close()
+                bar, updates[policy] = progress_bar(
+                    not (args.quiet or args.json), policy, "windows", total
                 )
-        results.append(result)
+                bars.enter_context(bar)
+            if updates[policy] is not None:
+                updates[policy](done, total)
 
+        result = api.simulate(
+            args.scenario,
+            policy=args.policy,
+            seed=args.seed,
+            duration_s=args.duration_s,
+            ray=not args.no_ray,
+            address=args.address,
+            shards=args.shards,
+            progress=on_window,
+        )
     if args.out:
-        _write(results, labels, Path(args.out))
-    summaries = [r.to_json() for r in results]
+        result.write(args.out)
+    summaries = result.summaries
     if args.json:
-        if len(summaries) == 1:
-            print_json(summaries[0])
-        else:
-            print_json({"policies": dict(zip(labels, summaries, strict=True))})
+        print_json(result.to_json())
     else:
-        for label, summary in zip(labels, summaries, strict=True):
+        for label, summary in summaries.items():
             print_summary(summary, label)
         if len(summaries) > 1:
-            print_comparison(dict(zip(labels, summaries, strict=True)))
+            print_comparison(summaries)
     return 0
-
-
-def _write(results: list[Any], labels: tuple[str | None, ...], out: Any) -> None:
-    if len(results) == 1:
-        results[0].write(out)
-        return
-    from simulator.plots import plot_latency_cdf
-
-    for label, result in zip(labels, results, strict=True):
-        result.write(out / str(label).replace(":", "_"), plots=True)
-    plot_latency_cdf(
-        {str(label): r.all_samples() for label, r in zip(labels, results, strict=True)},
-        out / "latency_cdf.png",
-        deadline_ms=results[0].plan.scenario.deadline_ms,
-    )
 
 
 def print_summary(summary: dict[str, Any], label: str | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgecut.args import PLAN_FILE, add_plan_args, output_dir, read_plan_json
+from edgecut.args import PLAN_FILE, add_plan_args, output_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,34 +28,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def load_plan_file(path: str):
-    from partitioner.solve.plan import Plan
-
-    return Plan.from_json(read_plan_json(path))
-
-
 def run(args: argparse.Namespace) -> int:
+    from edgecut import api
     from edgecut.args import make_planner
     from edgecut.output import console, human_bytes, print_json
-    from partitioner.deploy.artifact import read_manifest
-    from partitioner.errors import EdgecutError
 
-    plan = load_plan_file(args.plan) if args.plan else None  # cheap: before the capture
-    planner = make_planner(args)
-    if plan is not None:
-        if plan.model != planner.graph.model:
-            raise EdgecutError(
-                f"--plan is for model {plan.model!r}, but --model is {planner.graph.model!r}"
-            )
-        missing = [n for n in plan.edge_nodes if n not in planner.graph.index]
-        if missing:
-            raise EdgecutError(f"--plan names nodes this model does not have: {missing[:3]}")
-    elif args.cut_after:
-        plan = planner.cut_after(args.cut_after, objective=args.objective)
-    else:
-        plan = planner.plan(objective=args.objective, solver=args.solver)
-    out = planner.split(plan, args.out, model_spec=args.model)
-    manifest = read_manifest(out)
+    plan = api.load_plan(args.plan) if args.plan else None  # cheap: before the capture
+    result = api.split(
+        make_planner(args),
+        args.out,
+        plan=plan,
+        cut_after=args.cut_after,
+        objective=args.objective,
+        solver=args.solver,
+        model_spec=args.model,
+    )
+    out, manifest = result.path, result.manifest
     if args.json:
         print_json(manifest)
         return 0

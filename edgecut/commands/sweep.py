@@ -85,67 +85,47 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from contextlib import ExitStack
 
+    from edgecut import api
     from edgecut.output import print_json, progress_bar
     from partitioner.errors import EdgecutError
-    from simulator.scenario import load_scenario
-    from simulator.sweep import sweep
 
     if args.address and args.no_ray:
         raise EdgecutError("--address and --no-ray exclude each other")
-    scenario = load_scenario(args.scenario)
-    cuts: Any = args.cuts.strip()
-    if cuts != "all":
-        cuts = [c.strip() for c in cuts.split(",") if c.strip()]
-        if not cuts:
-            raise EdgecutError("--cuts expects all or a comma-separated list of cuts")
     bar, on_done = progress_bar(not (args.quiet or args.json), "sweep", "cells", None)
+    with ExitStack() as shown:
 
-    def run_grid(plans: list[Any]) -> list[Any]:
-        from simulator.sweep import run_cell
+        def on_cell(done: int, total: int) -> None:
+            if on_done is None:
+                return
+            if done == 0:  # the grid is compiled: the bar starts with its total, not "0/None"
+                shown.enter_context(bar)
+            on_done(done, total)
 
-        if on_done:  # the total from the start, not "0/None"
-            on_done(0, len(plans))
-        with bar:
-            if args.no_ray:
-                out = []
-                for i, plan in enumerate(plans):
-                    out.append(run_cell(plan))
-                    if on_done:
-                        on_done(i + 1, len(plans))
-                return out
-            from simulator import ray_transport
-
-            return ray_transport.map_plans(run_cell, plans, address=args.address, on_done=on_done)
-
-    result = sweep(
-        scenario,
-        cuts=cuts,
-        bandwidths_mbps=args.bandwidths,
-        fleet_sizes=args.fleet_sizes,
-        metric=args.metric,
-        run=run_grid,
-    )
-    data = result.to_json()
+        result = api.sweep(
+            args.scenario,
+            cuts=args.cuts,
+            bandwidths_mbps=args.bandwidths,
+            fleet_sizes=args.fleet_sizes,
+            metric=args.metric,
+            ray=not args.no_ray,
+            address=args.address,
+            progress=on_cell,
+        )
     if args.out:
-        import json
-
-        from simulator.plots import plot_sweep
-
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "sweep.json").write_text(json.dumps(data, indent=2) + "\n")
-        plot_sweep(data["cells"], _metric_label(args.metric), out / "sweep.png", data["cuts"])
+        result.write(args.out)
     if args.json:
-        print_json(data)
+        print_json(result.to_json())
     else:
-        _print(data)
+        _print(result.to_json())
     return 0
 
 
 def _metric_label(metric: str) -> str:
-    return "deadline-miss rate" if metric == "miss-rate" else f"{metric} latency (ms)"
+    from edgecut.api import metric_label
+
+    return metric_label(metric)
 
 
 def _metric_column(metric: str) -> str:
