@@ -9,6 +9,16 @@ the whole model on the edge and marked local; the node tries the cloud again aft
 ``retry_interval_s`` with a ping, and returns to it once it answers. A frame ends as a cloud
 result, a local result, or an explicit error: never lost.
 
+Frames flow as a pipeline: the node runs frame k's head while up to ``window - 1`` earlier
+frames are on the wire or in the cloud (the calls run on a small thread pool; gRPC releases
+the GIL), and hands results over in frame order. A frame is *in flight* from the moment the
+node takes it until its result is handed over, so ``window = 1`` is stop-and-wait: head,
+blocking call, next frame. When a frame's capture tick comes while ``window`` frames are in
+flight, the late policy decides: ``queue`` (the default) takes it as soon as a slot frees,
+its wait counted in its latency; ``drop`` skips it (a ``skipped`` result, counted). Any frame
+answered more than ``deadline_ms`` after its capture is ``missed``; every captured frame ends
+as exactly one of answered (on time), skipped, missed or failed (an error result).
+
 Falling back is for faults after a good start only. On creation the node checks the cloud
 once (connection, TLS, token, the model and every version it holds a head for): a
 misconfiguration raises EdgecutError with one line saying what to fix, and so does a cloud
@@ -23,9 +33,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +55,9 @@ from protos.edgecut.v1 import edgecut_pb2 as cpb
 
 log = logging.getLogger("edge_node")
 
-CLOUD, LOCAL, ERROR = "cloud", "local", "error"
+CLOUD, LOCAL, ERROR, SKIPPED = "cloud", "local", "error", "skipped"
+# What a frame whose capture tick finds the window full does (module doc).
+LATE_POLICIES = ("queue", "drop")
 
 # Statuses after which the cloud is treated as gone until a ping answers again.
 _DOWN_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL"})
@@ -65,6 +79,8 @@ class EdgeConfig:
     initial_mbps: float | None = None  # the estimate before any transfer; None: the plan's
     ewma_alpha: float = 0.3
     start_timeout_s: float = 10.0  # wait this long for an unreachable cloud at start
+    window: int = 1  # frames in flight at most (taken, not yet handed over); 1: stop-and-wait
+    late: str = "queue"  # a frame captured while the window is full: "queue" or "drop"
 
     def __post_init__(self) -> None:
         checks = {
@@ -80,6 +96,12 @@ class EdgeConfig:
         for name, ok in checks.items():
             if not ok:
                 raise EdgecutError(f"edge config: {name} = {getattr(self, name)!r} is out of range")
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
+            raise EdgecutError(f"edge config: window must be an integer >= 1, got {self.window!r}")
+        if self.late not in LATE_POLICIES:
+            raise EdgecutError(
+                f"edge config: late must be one of {', '.join(LATE_POLICIES)}, got {self.late!r}"
+            )
 
 
 @dataclass
@@ -87,7 +109,7 @@ class FrameResult:
     """What became of one frame."""
 
     frame_id: int
-    where: str  # "cloud" | "local" | "error"
+    where: str  # "cloud" | "local" | "error" | "skipped" (late policy drop: never run)
     outputs: dict[str, np.ndarray]  # model outputs (batch 1); empty for an error
     version: str | None  # the cut whose tail answered (cloud), else None
     reason: str  # "fixed" | "adaptive" | "probe" | "edge_only" | "fallback" | "cloud_down" | ...
@@ -100,6 +122,8 @@ class FrameResult:
     bytes_sent: int = 0
     estimate_mbps: float | None = None
     name: str = ""
+    missed: bool = False  # answered, but more than deadline_ms after its capture
+    answered_s: float = 0.0  # time.monotonic() when the answer was ready
 
     def to_json(self) -> dict[str, Any]:
         top = {}
@@ -121,12 +145,15 @@ class FrameResult:
             "local_ms": self.local_ms,
             "bytes_sent": self.bytes_sent,
             "estimate_mbps": self.estimate_mbps,
+            "missed": self.missed,
         }
 
 
 @dataclass
 class _Stats:
     frames: int = 0
+    skipped: int = 0
+    missed: int = 0
     where: Counter[str] = field(default_factory=Counter)
     versions: Counter[str] = field(default_factory=Counter)
     cloud_errors: Counter[str] = field(default_factory=Counter)
@@ -204,6 +231,10 @@ class EdgeNode:
         self._last_ping = -math.inf
         self._last_probe = -math.inf
         self._stats = _Stats()
+        # Calls run on worker threads when window > 1: cloud state, stats and the uplink
+        # bookkeeping change under this lock.
+        self._lock = threading.Lock()
+        self._uplink_free_s = -math.inf  # when the uplink finished the latest request
         if client is not None and check_cloud:
             self._check_cloud()
 
@@ -335,11 +366,12 @@ class EdgeNode:
     # ----------------------------------------------------------------- cloud state
 
     def _mark_down(self, code: str) -> None:
-        if self._cloud_ok:
-            self._stats.cloud_lost += 1
-            log.warning("cloud %s failed (%s): answering locally", self._target(), code)
-        self._cloud_ok = False
-        self._retry_at = time.monotonic() + self.config.retry_interval_s
+        with self._lock:
+            if self._cloud_ok:
+                self._stats.cloud_lost += 1
+                log.warning("cloud %s failed (%s): answering locally", self._target(), code)
+            self._cloud_ok = False
+            self._retry_at = time.monotonic() + self.config.retry_interval_s
 
     def _target(self) -> str:
         return self.client.target if self.client else "-"
@@ -380,17 +412,14 @@ class EdgeNode:
 
     def process(self, frame: Frame) -> FrameResult:
         """Answer one frame (blocking): cloud, local, or an explicit error."""
-        stats = self._stats
-        if stats.started_s is None:
-            stats.started_s = frame.captured_s
-        result = self._answer(frame)
-        result.latency_ms = (time.monotonic() - frame.captured_s) * 1e3
-        result.name = frame.name
-        result.estimate_mbps = self.estimator.mbps
-        self._record(result)
-        return result
+        step = self._begin(frame)
+        return self._complete(frame, step() if callable(step) else step)
 
-    def _answer(self, frame: Frame) -> FrameResult:
+    def _begin(self, frame: Frame) -> FrameResult | Callable[[], FrameResult]:
+        """Everything before the wire: the frame's result, or the call that will answer it."""
+        with self._lock:
+            if self._stats.started_s is None:
+                self._stats.started_s = frame.captured_s
         if frame.error is not None or frame.data is None:
             return FrameResult(frame.id, ERROR, {}, None, "source", error=frame.error)
         expected = self.model.input_shape
@@ -411,10 +440,12 @@ class EdgeNode:
             if reason == "probe":  # the band is edge-only anyway: no failure to report
                 return self._local(frame, "edge_only")
             return self._local(frame, "cloud_down", fallback=True)
-        return self._cloud(frame, self.model.head(version), reason)
+        return self._head(frame, self.model.head(version), reason)
 
-    def _cloud(self, frame: Frame, head: Head, reason: str) -> FrameResult:
+    def _head(self, frame: Frame, head: Head, reason: str) -> Callable[[], FrameResult]:
+        """Run the head and encode; returns the call that sends it (blocking, thread-safe)."""
         assert self.client is not None and frame.data is not None
+        client = self.client
         t0 = time.monotonic()
         mid = head.run(frame.data)
         inputs, params = crossing.encode_inputs(mid, head.crossing, self.codec)
@@ -427,34 +458,50 @@ class EdgeNode:
         )
         edge_s = time.monotonic() - t0
         if reason == "probe":
-            self._stats.probes += 1
-        try:
-            response, timing = self.client.infer(request, self.config.deadline_ms / 1e3)
-            outputs = self._check_outputs(response)
-        except CloudError as exc:
-            self._stats.cloud_errors[exc.code] += 1
-            if exc.code == "DEADLINE_EXCEEDED":
-                waited = time.monotonic() - t0 - edge_s
-                self.estimator.add_timeout(sum(a.nbytes for a in inputs.values()), waited)
-            if exc.code in _DOWN_CODES:
-                self._mark_down(exc.code)
-            else:
-                log.warning("cloud refused frame %d: %s", frame.id, exc)
-            result = self._local(frame, "fallback", fallback=True, cloud_error=str(exc))
-            result.edge_ms = edge_s * 1e3
-            return result
-        self.estimator.add_transfer(timing.request_bytes, timing.elapsed_s, timing.server_s)
-        return FrameResult(
-            frame.id,
-            CLOUD,
-            outputs,
-            head.version,
-            reason,
-            edge_ms=edge_s * 1e3,
-            transfer_ms=max(timing.elapsed_s - timing.server_s, 0.0) * 1e3,
-            cloud_ms=timing.server_s * 1e3,
-            bytes_sent=timing.request_bytes,
-        )
+            with self._lock:
+                self._stats.probes += 1
+
+        def send() -> FrameResult:
+            sent_s = time.monotonic()
+            try:
+                response, timing = client.infer(request, self.config.deadline_ms / 1e3)
+                outputs = self._check_outputs(response)
+            except CloudError as exc:
+                with self._lock:
+                    self._stats.cloud_errors[exc.code] += 1
+                if exc.code == "DEADLINE_EXCEEDED":
+                    waited = time.monotonic() - sent_s
+                    self.estimator.add_timeout(sum(a.nbytes for a in inputs.values()), waited)
+                if exc.code in _DOWN_CODES:
+                    self._mark_down(exc.code)
+                else:
+                    log.warning("cloud refused frame %d: %s", frame.id, exc)
+                result = self._local(frame, "fallback", fallback=True, cloud_error=str(exc))
+                result.edge_ms = edge_s * 1e3
+                return result
+            self._add_transfer(sent_s, timing.request_bytes, timing.elapsed_s, timing.server_s)
+            return FrameResult(
+                frame.id,
+                CLOUD,
+                outputs,
+                head.version,
+                reason,
+                edge_ms=edge_s * 1e3,
+                transfer_ms=max(timing.elapsed_s - timing.server_s, 0.0) * 1e3,
+                cloud_ms=timing.server_s * 1e3,
+                bytes_sent=timing.request_bytes,
+            )
+
+        return send
+
+    def _add_transfer(self, sent_s: float, nbytes: int, elapsed_s: float, server_s: float) -> None:
+        """One call's uplink sample. With frames in flight a request may wait on the uplink
+        behind the one before it: that wait is the earlier request's, not this one's."""
+        with self._lock:
+            uplink_done_s = sent_s + elapsed_s - server_s - self.estimator.rtt_ms / 1e3
+            behind_s = max(0.0, min(self._uplink_free_s, uplink_done_s) - sent_s)
+            self._uplink_free_s = max(self._uplink_free_s, uplink_done_s)
+        self.estimator.add_transfer(nbytes, elapsed_s - behind_s, server_s)
 
     def _check_outputs(self, response: serde.InferResponse) -> dict[str, np.ndarray]:
         names = self.model.output_names
@@ -471,7 +518,8 @@ class EdgeNode:
         assert frame.data is not None
         local = self.model.local
         if fallback:
-            self._stats.fallbacks += 1
+            with self._lock:
+                self._stats.fallbacks += 1
         if local is None or (fallback and not self.config.fallback):
             why = cloud_error or "the cloud is unavailable"
             return FrameResult(
@@ -492,13 +540,26 @@ class EdgeNode:
             frame.id, LOCAL, outputs, None, reason, error=cloud_error, local_ms=local_s * 1e3
         )
 
+    def _complete(self, frame: Frame, result: FrameResult) -> FrameResult:
+        """Stamp and count a frame's answer (on the thread that answered it)."""
+        now = time.monotonic()
+        result.answered_s = now
+        result.latency_ms = (now - frame.captured_s) * 1e3
+        result.name = frame.name
+        result.estimate_mbps = self.estimator.mbps
+        result.missed = result.where != ERROR and result.latency_ms > self.config.deadline_ms
+        with self._lock:
+            self._record(result)
+        return result
+
     def _record(self, r: FrameResult) -> None:
         s = self._stats
         s.frames += 1
         s.where[r.where] += 1
         s.versions[r.version or r.where] += 1
         s.bytes_sent += r.bytes_sent
-        s.ended_s = time.monotonic()
+        s.missed += r.missed
+        s.ended_s = max(s.ended_s or r.answered_s, r.answered_s)
         if r.where != ERROR:
             s.latency_ms.append(r.latency_ms)
         if r.where == CLOUD:
@@ -508,14 +569,80 @@ class EdgeNode:
         elif r.where == LOCAL:
             s.local_ms.append(r.local_ms)
 
+    def _call(self, frame: Frame, call: Callable[[], FrameResult]) -> FrameResult:
+        return self._complete(frame, call())
+
+    def _skip(self, frame: Frame) -> FrameResult:
+        """A frame the late policy ``drop`` never ran: counted, and handed over in order."""
+        with self._lock:
+            self._stats.skipped += 1
+            if self._stats.started_s is None:
+                self._stats.started_s = frame.captured_s
+        return FrameResult(
+            frame.id,
+            SKIPPED,
+            {},
+            None,
+            "late",
+            error="captured while the window was full (late policy drop)",
+            name=frame.name,
+        )
+
     def run(
         self, frames: Iterable[Frame], on_result: Callable[[FrameResult], None] | None = None
     ) -> dict[str, Any]:
-        """Process every frame in order; returns :meth:`summary`."""
-        for frame in frames:
-            result = self.process(frame)
+        """Process every frame, up to ``window`` in flight, handing results over in frame
+        order (skipped frames too); returns :meth:`summary`."""
+        window = self.config.window
+        drop = self.config.late == "drop"
+        # Calls of frames in flight; with window 1 the call runs inline (stop-and-wait).
+        pool = ThreadPoolExecutor(window, "edge-call") if window > 1 else None
+        # Frames not handed over yet, in frame order; skipped ones hold no slot.
+        pending: deque[tuple[Future[FrameResult], bool]] = deque()
+        inflight = 0
+        full: deque[tuple[float, float]] = deque()  # spans during which the window was full
+
+        def hand_over_next() -> FrameResult:
+            nonlocal inflight
+            future, holds_slot = pending.popleft()
+            result = future.result()
+            inflight -= holds_slot
             if on_result is not None:
                 on_result(result)
+            return result
+
+        try:
+            for frame in frames:
+                while full and full[0][1] <= frame.captured_s:
+                    full.popleft()
+                future: Future[FrameResult] = Future()
+                if drop and full and full[0][0] <= frame.captured_s:
+                    future.set_result(self._skip(frame))
+                    pending.append((future, False))
+                    continue
+                taken_s = time.monotonic()
+                step = self._begin(frame)
+                if callable(step) and pool is not None:
+                    future = pool.submit(self._call, frame, step)
+                else:
+                    future.set_result(self._complete(frame, step() if callable(step) else step))
+                pending.append((future, True))
+                inflight += 1
+                if inflight >= window:
+                    # Full from when this frame took the last slot until the oldest frame in
+                    # flight is answered and handed over.
+                    while True:
+                        result = hand_over_next()
+                        if result.where != SKIPPED:
+                            break
+                    full.append((taken_s, max(taken_s, result.answered_s)))
+                while pending and pending[0][0].done():
+                    hand_over_next()
+            while pending:
+                hand_over_next()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -531,6 +658,14 @@ class EdgeNode:
             "cloud_frames": s.where[CLOUD],
             "local_frames": s.where[LOCAL],
             "error_frames": s.where[ERROR],
+            # Every captured frame is exactly one of answered, skipped, missed, failed.
+            "window": self.config.window,
+            "late": self.config.late,
+            "captured": s.frames + s.skipped,
+            "answered": s.frames - s.where[ERROR] - s.missed,
+            "skipped": s.skipped,
+            "missed": s.missed,
+            "failed": s.where[ERROR],
             "latency_ms": _percentiles(s.latency_ms),
             "breakdown_ms": {
                 "edge": _mean(s.edge_ms),

@@ -1,10 +1,14 @@
 """Frame sources: where the edge node's frames come from, each with an id and a capture time.
 
 :class:`SyntheticSource` makes seeded random frames; :class:`FolderSource` reads the images of
-a folder with PIL, resized to the model's input. Both pace themselves at ``fps`` (0: as fast as
-the consumer takes them) and stamp each :class:`Frame` when it is handed over, so a frame's
-latency counts from then. A file that cannot be read becomes a frame with an ``error``, which
-the node reports as an explicit error result instead of dropping it.
+a folder with PIL, resized to the model's input. Both capture on a fixed schedule at ``fps``
+(frame k at ``start + k / fps``) and stamp each :class:`Frame` with its tick, not with the
+moment the consumer took it: a consumer that falls behind gets the overdue frames at once,
+stamped when the camera took them, so its wait shows in their latency and the edge node's
+late policy can count or skip them (never a silent gap in the schedule). ``fps = 0`` is
+unpaced: a frame is captured when the consumer asks for it. A file that cannot be read
+becomes a frame with an ``error``, which the node reports as an explicit error result
+instead of dropping it.
 """
 
 from __future__ import annotations
@@ -30,27 +34,33 @@ class Frame:
 
     id: int
     data: np.ndarray | None
-    captured_s: float  # time.monotonic() when the source handed it over
+    captured_s: float  # time.monotonic() of its capture tick (unpaced: when handed over)
     name: str = ""
     error: str | None = None
 
 
 class _Pacer:
-    """Hands out ticks ``1/fps`` apart; a late consumer is not made up for with a burst."""
+    """Capture ticks ``1/fps`` apart on a fixed schedule from the first; see the module doc."""
 
     def __init__(self, fps: float) -> None:
         if fps < 0:
             raise EdgecutError(f"--fps must be >= 0 (0: unpaced), got {fps:g}")
         self.period_s = 1.0 / fps if fps > 0 else 0.0
-        self._next = time.monotonic()
+        self._start: float | None = None
+        self._ticks = 0
 
     def wait(self) -> float:
+        """Sleep until the next tick if it is ahead; return the tick (in the past when late)."""
         now = time.monotonic()
-        if self.period_s and now < self._next:
-            time.sleep(self._next - now)
-            now = time.monotonic()
-        self._next = max(self._next + self.period_s, now)
-        return now
+        if not self.period_s:
+            return now
+        if self._start is None:
+            self._start = now
+        tick = self._start + self._ticks * self.period_s
+        self._ticks += 1
+        if now < tick:
+            time.sleep(tick - now)
+        return tick
 
 
 def _check_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:

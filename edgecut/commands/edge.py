@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgecut.args import non_negative_float, output_file, positive_float, threads
+from edgecut.args import non_negative_float, output_file, positive_float, positive_int, threads
 from edgecut.commands.cloud import default_threads, quiet_openmp, read_token_file, tls_error
 
 
@@ -28,6 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--frames", type=int, help="frames to send (default 100, or each image once)")
     run.add_argument("--adaptive", action="store_true", help="switch cut by the breakpoint table")
+    run.add_argument(
+        "--window",
+        type=positive_int,
+        default=1,
+        help="frames in flight at most (head, wire, cloud); 1: stop-and-wait (default 1)",
+    )
+    run.add_argument(
+        "--late",
+        choices=("queue", "drop"),
+        default="queue",
+        help="a frame captured while the window is full waits (queue) or is skipped (drop)",
+    )
     run.add_argument("--codec", help="feature codec on the wire (default: the repository's)")
     run.add_argument(
         "--deadline-ms", type=positive_float, default=2000.0, help="per-frame cloud deadline"
@@ -149,6 +161,8 @@ def run_edge(args: argparse.Namespace) -> int:
         fallback=not args.no_fallback,
         initial_mbps=args.initial_mbps,
         start_timeout_s=args.start_timeout_s,
+        window=args.window,
+        late=args.late,
     )
     results_file = open(args.results, "w") if args.results else None  # noqa: SIM115
     try:
@@ -192,6 +206,10 @@ def print_summary(summary: dict[str, Any]) -> None:
          f"{summary['cut_switches']} / {summary['fallbacks']} / {summary['probes']}"],
         ["uplink estimate Mbit/s, base RTT ms",
          f"{_ms(summary['estimate_mbps'])}, {_ms(summary['rtt_ms'])}"],
+        ["captured: answered / skipped / missed / failed",
+         f"{summary['captured']}: {summary['answered']} / {summary['skipped']} / "
+         f"{summary['missed']} / {summary['failed']}"],
+        ["window, late policy", f"{summary['window']}, {summary['late']}"],
         ["frames per second", _ms(summary["fps"])],
     ]  # fmt: skip
     console().print(
