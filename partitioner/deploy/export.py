@@ -8,7 +8,9 @@ exports its smaller heads through :func:`export_half` too.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +27,45 @@ from partitioner.model.graph import MAX_BATCH
 from partitioner.solve.plan import Plan
 
 
-def _spec(name: str, tensor: torch.Tensor) -> dict[str, Any]:
-    shape = [1, *tensor.shape[1:]] if tensor.dim() else []
+def _spec(name: str, tensor: torch.Tensor, batch_dim: int | None, batch: int) -> dict[str, Any]:
+    """A manifest's entry for ``tensor``, which holds ``batch`` frames along ``batch_dim``."""
+    shape = list(tensor.shape)
+    if batch_dim is not None and shape:
+        shape[batch_dim] //= batch
     return {
         "name": name,
         "shape": shape,
         "dtype": str(tensor.dtype).removeprefix("torch."),
-        "bytes": int(tensor[:1].numel() * tensor.element_size())
-        if tensor.dim()
-        else int(tensor.element_size()),
+        "bytes": math.prod(shape) * tensor.element_size(),
+        "batch_dim": batch_dim,
     }
 
 
 def export_half(
-    module: nn.Module, args: tuple[torch.Tensor, ...], dynamic: bool, path: Path
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    dynamic: bool,
+    path: Path,
+    batch_dims: Sequence[int | None] | None = None,
+    frames: int | None = None,
 ) -> None:
-    """Save ``module`` at ``path`` as a ``.pt2`` archive, batch dimension dynamic or not."""
+    """Save ``module`` at ``path`` as a ``.pt2`` archive, batch dimension dynamic or not.
+
+    ``batch_dims`` says where each argument holds the batch (default: dim 0 of each), and
+    ``frames`` how many frames ``args`` hold there (default: as many as that dim's size).
+    A dim holding k entries per frame (Swin's windows, ``k * batch``) is exported as that
+    multiple of the one batch dimension.
+    """
     from torch.export import Dim, export
 
     batch = Dim("batch", min=1, max=MAX_BATCH)
-    shapes = tuple({0: batch} if a.dim() > 0 else {} for a in args) if dynamic else None
+    dims = list(batch_dims) if batch_dims is not None else [0] * len(args)
+    shapes = tuple(_dynamic_dim(a, d, batch, frames) for a, d in zip(args, dims, strict=True))
     try:
         with torch.no_grad():
-            exported = export(module, args, dynamic_shapes=shapes, strict=False)
+            exported = export(
+                module, args, dynamic_shapes=shapes if dynamic else None, strict=False
+            )
     except Exception as exc:
         raise EdgecutError(
             f"could not export {path.name}: {type(exc).__name__}: "
@@ -57,6 +75,16 @@ def export_half(
     tmp = path.with_name(path.stem + ".tmp.pt2")
     torch.export.save(exported, tmp)
     os.replace(tmp, path)
+
+
+def _dynamic_dim(
+    arg: torch.Tensor, batch_dim: int | None, batch: Any, frames: int | None
+) -> dict[int, Any]:
+    """The dynamic shape of one argument: its batch dim as ``k * batch``, k its size per frame."""
+    if batch_dim is None or arg.dim() == 0:
+        return {}
+    per_frame = arg.shape[batch_dim] // frames if frames else 1
+    return {batch_dim: batch if per_frame == 1 else per_frame * batch}
 
 
 def write_split(
@@ -82,18 +110,22 @@ def write_split(
         mid = tuple(halves.head(example))
         outputs = tuple(halves.tail(*mid)) if halves.tail is not None else mid
     dynamic = captured.dynamic_batch
+    batch = int(example.shape[0]) if example.dim() else 1
+    graph = captured.graph
+    input_dims = [graph.node(name).batch_dim for name in graph.inputs]
+    crossing_dims = [node.batch_dim for node in halves.crossing]
+    output_dims = [graph.node(name).batch_dim for name in graph.outputs]
     files: dict[str, dict[str, Any]] = {}
-    export_half(halves.head, (example,), dynamic, out / "head.pt2")
+    export_half(halves.head, (example,), dynamic, out / "head.pt2", input_dims, batch)
     files["head.pt2"] = {}
     if halves.tail is not None:
-        export_half(halves.tail, mid, dynamic, out / "tail.pt2")
+        export_half(halves.tail, mid, dynamic, out / "tail.pt2", crossing_dims, batch)
         files["tail.pt2"] = {}
     elif (out / "tail.pt2").exists():
         (out / "tail.pt2").unlink()
     for name in files:
         path = out / name
         files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    graph = captured.graph
     manifest = {
         "format": SPLIT_FORMAT,
         "format_version": SPLIT_FORMAT_VERSION,
@@ -101,12 +133,20 @@ def write_split(
         "model_spec": model_spec or graph.model,
         "input_shape": list(captured.input_shape),
         "dynamic_batch": dynamic,
-        "inputs": [_spec(name, example) for name in graph.inputs],
+        "inputs": [
+            _spec(name, example, d, batch) for name, d in zip(graph.inputs, input_dims, strict=True)
+        ],
         "crossing": [
-            {**_spec(node.name, t), "placeholder": placeholder_name(node.name)}
+            {
+                **_spec(node.name, t, node.batch_dim, batch),
+                "placeholder": placeholder_name(node.name),
+            }
             for node, t in zip(halves.crossing, mid if halves.crossing else (), strict=True)
         ],
-        "outputs": [_spec(name, t) for name, t in zip(graph.outputs, outputs, strict=True)],
+        "outputs": [
+            _spec(name, t, d, batch)
+            for name, t, d in zip(graph.outputs, outputs, output_dims, strict=True)
+        ],
         "edge_only": halves.tail is None,
         "cloud_only": set(halves.edge_nodes) == set(graph.inputs),
         "codec": plan.codec,

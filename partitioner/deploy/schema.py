@@ -52,17 +52,21 @@ class _Document(BaseModel):
 
 
 class TensorEntry(_Document):
-    """A tensor a split takes, passes across the cut, or returns (batch 1 in ``shape``)."""
+    """A tensor a split takes, passes across the cut, or returns: ``shape`` is one frame's,
+    frames stack along ``batch_dim`` (absent: 0, as before the field; None: no batch dim)."""
 
     name: Name
     shape: Annotated[list[Dim], Field(max_length=MAX_RANK)]
     dtype: DType
     bytes: Annotated[int, Field(ge=0, le=MAX_TENSOR_BYTES)]
     placeholder: Name | None = None
+    batch_dim: Annotated[int, Field(ge=0, lt=MAX_RANK)] | None = 0
 
     @_model_validator(mode="after")
     def _bounded(self) -> TensorEntry:
-        frame = math.prod(self.shape[1:]) * ITEM_BYTES[self.dtype]
+        if self.batch_dim is not None and self.shape and self.batch_dim >= len(self.shape):
+            raise ValueError(f"batch_dim {self.batch_dim} is not a dim of shape {self.shape}")
+        frame = math.prod(self.shape) * ITEM_BYTES[self.dtype]
         if frame > MAX_TENSOR_BYTES:
             raise ValueError(
                 f"a frame of shape {self.shape} is {frame} bytes, above {MAX_TENSOR_BYTES}"

@@ -9,9 +9,11 @@ the model's. ``tail(*head(x))`` computes exactly what the whole model computes;
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.fx as fx
@@ -84,8 +86,8 @@ def split_module(captured: CapturedModel, edge_nodes: Iterable[str]) -> Halves:
         for n in _fx_order(captured)
         if n in graph_fx and n not in edge_fx and n.op == "call_function"
     ]
-    _copy_nodes(captured, tail_graph, tail_env, cloud)
-    tail_graph.output(tuple(tail_env[fx_of[name]] for name in graph.outputs))
+    lookup = _copy_nodes(captured, tail_graph, tail_env, cloud)
+    tail_graph.output(tuple(lookup(fx_of[name]) for name in graph.outputs))
     tail = fx.GraphModule(captured.module, tail_graph, class_name="Tail")
     return Halves(head=head, tail=tail, crossing=crossing, edge_nodes=edge)
 
@@ -99,56 +101,96 @@ def _copy_nodes(
     graph: fx.Graph,
     env: dict[fx.Node, fx.Node],
     nodes: list[fx.Node],
-) -> None:
-    """Copy ``nodes`` into ``graph``, pulling in parameters and symbolic sizes on demand."""
+) -> Callable[[fx.Node], fx.Node]:
+    """Copy ``nodes`` into ``graph``, pulling in parameters, symbolic sizes and constants on
+    demand; returns the lookup that does so."""
+    constants = {
+        captured.fx_node(node.name)
+        for node, constant in zip(captured.graph.nodes, captured.graph.constant_mask, strict=True)
+        if constant
+    }
 
     def lookup(arg: fx.Node) -> fx.Node:
         if arg not in env:
-            env[arg] = _materialize(captured, graph, env, arg)
+            env[arg] = _materialize(captured, graph, env, lookup, arg, constants)
         return env[arg]
 
     for node in nodes:
         env[node] = graph.node_copy(node, lookup)
+    return lookup
 
 
 def _materialize(
-    captured: CapturedModel, graph: fx.Graph, env: dict[fx.Node, fx.Node], node: fx.Node
+    captured: CapturedModel,
+    graph: fx.Graph,
+    env: dict[fx.Node, fx.Node],
+    lookup: Callable[[fx.Node], fx.Node],
+    node: fx.Node,
+    constants: set[fx.Node],
 ) -> fx.Node:
-    """Make a value that is not a graph tensor available in a half.
+    """Make a value that no node of this half computes available in it.
 
-    Parameters are copied as ``get_attr``. Symbolic sizes (``x.size(0)`` in a
-    ``view``) are recomputed from tensors of this half when their inputs are here;
-    otherwise a size that equals the batch is read from the half's first input.
+    Parameters are copied as ``get_attr``. A constant tensor (``Graph.constant_mask``:
+    position ids, a mask built from parameters), which never crosses, is computed again
+    here, as are symbolic sizes (``x.size(0)`` in a ``view``) whose inputs are here;
+    otherwise a size that equals the batch is read from this half's inputs.
     """
     if node.op == "get_attr":
         new = graph.get_attr(str(node.target))
         new.meta = dict(node.meta)
         return new
+    if node in constants:
+        return graph.node_copy(node, lookup)
     if node.op == "call_function" and not isinstance(node.meta.get("val"), torch.Tensor):
-        if all(a in env or a.op == "get_attr" or _is_symbolic(a) for a in node.all_input_nodes):
-            return graph.node_copy(
-                node, lambda a: env[a] if a in env else _materialize(captured, graph, env, a)
-            )
+        here = (
+            a in env or a.op == "get_attr" or a in constants or _is_symbolic(a)
+            for a in node.all_input_nodes
+        )
+        if all(here):
+            return graph.node_copy(node, lookup)
         val = node.meta.get("val")
-        if isinstance(val, torch.SymInt) and _is_batch(val, captured):
-            first = next(n for n in graph.nodes if n.op == "placeholder")
-            new = graph.call_function(torch.ops.aten.sym_size.int, (first, 0))
-            new.meta = dict(node.meta)
-            return new
+        if isinstance(val, torch.SymInt):
+            size = _batch_size(captured, graph, val)
+            if size is not None:
+                size.meta = dict(node.meta)
+                return size
     raise EdgecutError(
         f"cannot place {node.name!r} ({node.target}) in this half: it needs values from the "
         "other side that are not tensors"
     )
 
 
+def _batch_size(captured: CapturedModel, graph: fx.Graph, val: torch.SymInt) -> fx.Node | None:
+    """A node of ``graph`` computing ``val`` when it is the batch size, from an input of this
+    half whose batch dim is ``k * batch``: that dim's size over k. None if it is not the batch."""
+    batch = _batch_symbols(captured)
+    if val.node.expr not in batch:
+        return None
+    for placeholder in [n for n in graph.nodes if n.op == "placeholder"]:
+        tensor = placeholder.meta.get("val")
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        for i, d in enumerate(tensor.shape):
+            if not isinstance(d, torch.SymInt):
+                continue
+            k = d.node.expr / val.node.expr
+            if k.is_Integer and int(k) >= 1:
+                size = graph.call_function(torch.ops.aten.sym_size.int, (placeholder, i))
+                return (
+                    size if int(k) == 1 else graph.call_function(operator.floordiv, (size, int(k)))
+                )
+    return None
+
+
+def _batch_symbols(captured: CapturedModel) -> set[Any]:
+    """The symbols of the model inputs' batch dims (dim 0, symbolic when the batch is)."""
+    symbols: set[Any] = set()
+    for node in captured.module.graph.nodes:
+        v = node.meta.get("val") if node.op == "placeholder" else None
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and isinstance(v.shape[0], torch.SymInt):
+            symbols.add(v.shape[0].node.expr)
+    return symbols
+
+
 def _is_symbolic(node: fx.Node) -> bool:
     return not isinstance(node.meta.get("val"), torch.Tensor) and node.op == "call_function"
-
-
-def _is_batch(val: torch.SymInt, captured: CapturedModel) -> bool:
-    for node in captured.module.graph.nodes:
-        if node.op == "placeholder":
-            v = node.meta.get("val")
-            if isinstance(v, torch.Tensor) and v.dim() > 0 and isinstance(v.shape[0], torch.SymInt):
-                return bool(v.shape[0].node.expr == val.node.expr)
-    return False

@@ -28,7 +28,7 @@ import math
 import operator
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -362,10 +362,11 @@ def _returns_tensors(node: fx.Node) -> bool:
 
 
 class _BatchShapes:
-    """Turns symbolic shapes (batch ``s0``) into concrete per-frame shapes (batch 1)."""
+    """Turns symbolic shapes (batch ``s0``) into concrete per-frame shapes (batch 1), and
+    says which dim of a shape carries the batch."""
 
     def __init__(self, module: fx.GraphModule) -> None:
-        self.subs: dict[Any, int] = {}
+        self.subs: dict[Any, int] = {}  # batch symbol -> 1
         for node in module.graph.nodes:
             if node.op == "placeholder":
                 val = node.meta.get("val")
@@ -386,6 +387,30 @@ class _BatchShapes:
 
     def shape(self, t: torch.Tensor) -> tuple[int, ...]:
         return tuple(self.dim(d) for d in t.shape)
+
+    def batch_dim(self, t: torch.Tensor) -> int | None:
+        """The one dim of ``t`` whose size is a whole multiple of the batch (``s0``, or
+        ``4*s0`` where windows are folded into it); None if no dim, or more than one, grows
+        with the batch. A graph traced with a fixed batch has no symbol: dim 0, as traced.
+        """
+        if not self.subs:
+            return 0
+        grows = [
+            (i, d.node.expr)
+            for i, d in enumerate(t.shape)
+            if isinstance(d, torch.SymInt) and d.node.expr.free_symbols & self.subs.keys()
+        ]
+        if len(grows) != 1:
+            return None
+        i, expr = grows[0]
+        if len(expr.free_symbols) != 1:
+            return None
+        (symbol,) = expr.free_symbols
+        per_frame = expr.subs(self.subs)
+        # k * batch and nothing else (not batch + 1, not batch**2): frames stack along it.
+        if not per_frame.is_Integer or int(per_frame) < 1 or (expr - per_frame * symbol) != 0:
+            return None
+        return i
 
 
 def _nbytes(shape: Sequence[int], dtype: torch.dtype) -> int:
@@ -565,6 +590,7 @@ class _Draft:
     param_bytes: int
     in_bytes: int
     inputs: tuple[str, ...]
+    batch_dim: int | None = 0  # of the one output tensor (a tuple's parts cross as getitems)
 
     def to_node(self, users: tuple[str, ...], is_output: bool) -> Node:
         shape: tuple[int, ...] = ()
@@ -585,6 +611,7 @@ class _Draft:
             inputs=self.inputs,
             users=users,
             is_output=is_output,
+            batch_dim=self.batch_dim,
         )
 
 
@@ -632,6 +659,7 @@ class _GraphReader:
             outputs=tuple(outputs),
             ties=tuple(self.ties),
         )
+        graph = replace(graph, ties=graph.ties + _batchless_ties(graph))
         return graph, {name: node.name for node, name in self.names.items()}
 
     def _read_input(self, node: fx.Node) -> None:
@@ -641,7 +669,8 @@ class _GraphReader:
         name = self._name(node, node.name)
         self.inputs.append(name)
         values = [(self.shapes.shape(val), val.dtype)]
-        self.drafts.append(_Draft(name, "input", "input", values, False, 0, 0, 0, ()))
+        batch_dim = self.shapes.batch_dim(val)
+        self.drafts.append(_Draft(name, "input", "input", values, False, 0, 0, 0, (), batch_dim))
 
     def _read_op(self, node: fx.Node) -> None:
         val = node.meta["val"]
@@ -675,6 +704,7 @@ class _GraphReader:
                 param_bytes=sum(self.param_bytes.get(a, 0) for a in node.all_input_nodes),
                 in_bytes=sum(self._tensor_bytes(a) for a in tensor_inputs),
                 inputs=tuple(dict.fromkeys(self.names[a] for a in tensor_inputs)),
+                batch_dim=0 if is_tuple else self.shapes.batch_dim(val),
             )
         )
         if packet == "getitem" and isinstance(node.args[0], fx.Node) and node.args[0] in self.names:
@@ -746,6 +776,23 @@ class _GraphReader:
             for p in d.inputs:
                 users[p].append(d.name)
         return users
+
+
+def _batchless_ties(graph: Graph) -> tuple[tuple[str, str], ...]:
+    """Ties that keep a tensor which mixes frames on the side of its readers: it cannot cross.
+
+    A tensor the input flows into but whose shape has no batch dim (a reduction over the
+    batch, a batch spread over two dims) has no per-frame part to send, and stacking
+    requests along any dim would mix their frames. Tied to each reader, no cut makes it
+    cross. A constant has no batch dim either, but it never crosses
+    (``Graph.constant_mask``), so it stays free.
+    """
+    return tuple(
+        (node.name, user)
+        for node, constant in zip(graph.nodes, graph.constant_mask, strict=True)
+        if node.batch_dim is None and node.dtype != "tuple" and not constant
+        for user in node.users
+    )
 
 
 def _collect_outputs(arg: object, names: dict[fx.Node, str], out: list[str]) -> None:

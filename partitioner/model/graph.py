@@ -39,6 +39,10 @@ class Node:
     inputs: tuple[str, ...]  # producer node names, in argument order, without repeats
     users: tuple[str, ...]  # consumer node names
     is_output: bool = False  # its value is (part of) the model's output
+    # The dim that grows with the batch (frames stack along it; per frame it has ``shape``'s
+    # size, e.g. a sequence-first (S, B, E) has 1, Swin's windows (B*nW, ...) have 0). None:
+    # no dim does (a constant, or a tensor that mixes frames), see ``Graph.crossing_mask``.
+    batch_dim: int | None = 0
 
 
 @dataclass(frozen=True)
@@ -137,13 +141,27 @@ class Graph:
     def _output_mask(self) -> np.ndarray:
         return self.mask(self.outputs)
 
+    @cached_property
+    def constant_mask(self) -> np.ndarray:
+        """(n,) bool: nodes no model input flows into (position ids, a cached mask).
+
+        Such a tensor is a function of the parameters (and the batch size) alone, so it
+        never crosses: the half that reads it computes it (:mod:`partitioner.deploy.split`).
+        """
+        constant = np.zeros(len(self.nodes), dtype=bool)
+        for i, node in enumerate(self.nodes):
+            if node.op != "input":
+                constant[i] = all(constant[self.index[p]] for p in node.inputs)
+        return constant
+
     def crossing_mask(self, edge_mask: np.ndarray) -> np.ndarray:
         """(..., n) bool edge masks -> (..., n) bool: node i's output crosses that cut.
 
         A tensor crosses when it is produced on the edge and read on the cloud, or
         when it is a model output computed on the edge while part of the model runs
         on the cloud: the tail returns every output, so the answer has one place.
-        Nothing crosses for an edge-only cut.
+        Nothing crosses for an edge-only cut, and a constant (:attr:`constant_mask`)
+        never does.
         """
         edge_mask = np.asarray(edge_mask, dtype=bool)
         masks = edge_mask.reshape(-1, len(self.nodes))  # (M, n)
@@ -151,7 +169,7 @@ class Graph:
         read_on_cloud = np.zeros_like(masks)
         # OR over every read: producer i is read on the cloud if any consumer is off the edge.
         np.logical_or.at(read_on_cloud.T, producer, ~masks[:, consumer].T)
-        cross = masks & (read_on_cloud | self._output_mask)
+        cross = masks & (read_on_cloud | self._output_mask) & ~self.constant_mask
         cross[masks.all(axis=1)] = False
         return cross.reshape(edge_mask.shape)
 
@@ -180,17 +198,25 @@ class Graph:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A tensor that crosses the cut (per frame: batch 1)."""
+    """A tensor that crosses the cut (per frame: batch 1 in dim ``batch_dim``)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
     bytes: int
+    batch_dim: int | None = 0  # frames stack along this dim; None: the tensor has no batch
 
     @classmethod
     def of(cls, node: Node) -> TensorSpec:
         """The tensor ``node`` outputs, as it crosses the cut."""
-        return cls(node.name, node.shape, node.dtype, node.out_bytes)
+        return cls(node.name, node.shape, node.dtype, node.out_bytes, node.batch_dim)
+
+    def batched(self, batch: int) -> tuple[int, ...]:
+        """The shape of ``batch`` frames: the batch dim grown ``batch`` times."""
+        shape = list(self.shape)
+        if self.batch_dim is not None and shape:
+            shape[self.batch_dim] *= batch
+        return tuple(shape)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -198,13 +224,17 @@ class TensorSpec:
             "shape": list(self.shape),
             "dtype": self.dtype,
             "bytes": self.bytes,
+            "batch_dim": self.batch_dim,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TensorSpec:
+        """From a document; ``batch_dim`` is 0 when absent (documents older than the field)."""
+        batch_dim = data.get("batch_dim", 0)
         return cls(
             str(data["name"]),
             tuple(int(d) for d in data["shape"]),
             str(data["dtype"]),
             int(data["bytes"]),
+            None if batch_dim is None else int(batch_dim),
         )

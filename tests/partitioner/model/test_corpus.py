@@ -11,9 +11,9 @@ For every model: capture with no unpriced op, a plan at three bandwidths, and a
 split at each plan's cut and at cuts inside blocks (right after an attention, a
 norm, an MLP activation, a recurrent layer) whose head then tail equals the whole
 model within 1e-4 (relative to the output's largest value), at batch 1 and 2.
-A cut whose crossing tensor carries the batch in a dim other than 0 (a sequence-first
-encoder's (S, B, E)) is marked xfail(strict) when it fails: issue 11 part 3 carries
-the batch dimension per crossing tensor, and these cases flip when it lands.
+A crossing tensor carries the batch in the dim capture recorded for it (``Node.batch_dim``):
+a sequence-first encoder's (S, B, E) in dim 1, Swin's windows (3, B*nW, ...) folded into
+dim 1; a constant such as GPT-2's position ids has none and never crosses.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from partitioner.solve.plan import Plan, make_plan
 REL_TOL = 1e-4
 BANDWIDTHS_MBPS = (1.0, 10.0, 100.0)
 BATCHES = (1, 2)
-PART3 = "batch dimension of crossing tensor is not 0 (issue 11 part 3)"
 
 
 # --- third-party packages ------------------------------------------------------------------
@@ -387,7 +386,8 @@ def inner_cut(cap: CapturedModel, op: str) -> frozenset[str] | None:
 
 
 def batch_dims(cap: CapturedModel, names: list[str]) -> dict[str, int | None]:
-    """For each crossing tensor, the dim whose size grows with the batch (None: no such dim).
+    """For each tensor, the dim whose size grows with the batch (None: no such dim), read
+    here from the symbolic shapes independently of capture's ``Node.batch_dim``.
 
     Most carry the batch in dim 0, alone or folded with windows (Swin's (B*nW, ...));
     a sequence-first encoder's (S, B, E) in dim 1; a constant such as position ids in
@@ -436,13 +436,21 @@ def split_error(
         mid = tuple(halves.head(x))
         if halves.tail is None:
             return max_rel_err(mid, want)
-        for t, node in zip(mid, halves.crossing, strict=True):
-            # A crossing tensor is the frame's shape grown by the batch in its batch dim
-            # (dim 0 until issue 11 part 3 gives each crossing tensor its own).
-            batch_dim = getattr(node, "batch_dim", 0)
+        alone = (
+            [tuple(halves.head(x[i : i + 1])) for i in range(x.shape[0])] if x.shape[0] > 1 else []
+        )
+        for j, (t, node) in enumerate(zip(mid, halves.crossing, strict=True)):
+            # A crossing tensor is the frame's shape grown by the batch in its batch dim.
+            assert node.batch_dim is not None, f"{node.name} crosses without a batch dim"
             expected = list(node.shape)
-            expected[batch_dim] *= x.shape[0]
+            expected[node.batch_dim] *= x.shape[0]
             assert tuple(t.shape) == tuple(expected), f"{node.name}: {tuple(t.shape)}"
+            # Frames stack along it: the batch is frame 0's tensor, then frame 1's, ...
+            for i, frames in enumerate(alone):
+                part = t.narrow(
+                    node.batch_dim, i * node.shape[node.batch_dim], node.shape[node.batch_dim]
+                )
+                assert max_rel_err((part,), (frames[j],)) <= REL_TOL, f"{node.name} frame {i}"
         return max_rel_err(tuple(halves.tail(*mid)), want)
 
 
@@ -488,10 +496,34 @@ def test_plans_at_three_bandwidths(name: str) -> None:
         assert cap.graph.is_closed(plan.edge_nodes)
 
 
+@pytest.mark.parametrize("name", [m.name for m in CORPUS])
+def test_every_tensor_knows_its_batch_dim(name: str) -> None:
+    _, _, cap = captured(name)
+    graph = cap.graph
+    tensors = [n for n in graph.nodes if n.dtype != "tuple"]
+    assert batch_dims(cap, [n.name for n in tensors]) == {n.name: n.batch_dim for n in tensors}
+    for node, constant in zip(graph.nodes, graph.constant_mask, strict=True):
+        if node.batch_dim is None and not constant and node.dtype != "tuple":
+            # A tensor that mixes frames is tied to its readers: no cut makes it cross.
+            assert all((node.name, user) in graph.ties for user in node.users), node.name
+
+
+def test_a_constant_never_crosses_and_the_tail_computes_it() -> None:
+    """GPT-2's position ids (arange(S)[None]) have no batch dim: read on both sides of a cut
+    inside the first block, they are computed again by the tail instead of crossing."""
+    model, x, cap = captured("hf_gpt2")
+    ids = next(n for n in cap.graph.nodes if n.op == "unsqueeze" and n.batch_dim is None)
+    assert cap.graph.constant_mask[cap.graph.index[ids.name]]
+    edge = inner_cut(cap, "layer_norm")
+    assert edge is not None and ids.name in edge
+    assert any(u not in edge for u in ids.users)  # read on the cloud too
+    crossing = [n.name for n in cap.graph.crossing(edge)]
+    assert ids.name not in crossing and crossing
+    assert split_error(cap, model, edge, with_batch(x, 2)) <= REL_TOL
+
+
 @pytest.mark.parametrize(("name", "cut", "batch"), cut_cases())
-def test_head_then_tail_is_the_whole_model(
-    request: pytest.FixtureRequest, name: str, cut: str, batch: int
-) -> None:
+def test_head_then_tail_is_the_whole_model(name: str, cut: str, batch: int) -> None:
     model, x, cap = captured(name)
     if cut.startswith("plan@"):
         edge = frozenset(plans(cap)[float(cut.removeprefix("plan@"))].edge_nodes)
@@ -499,10 +531,5 @@ def test_head_then_tail_is_the_whole_model(
         found = inner_cut(cap, cut.removeprefix("after:"))
         assert found is not None, f"{name} runs no {cut.removeprefix('after:')}"
         edge = found
-    dims = list(batch_dims(cap, [n.name for n in cap.graph.crossing(edge)]).values())
-    # A tensor with the batch elsewhere than dim 0 (or in none) has the right shape at batch 1
-    # only: the halves and their manifest take dim 0 for the batch.
-    if any(d != 0 for d in dims) and batch > 1:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PART3))
     err = split_error(cap, model, edge, with_batch(x, batch))
     assert err <= REL_TOL, f"{name} {cut} batch {batch}: rel err {err:.2e}"
