@@ -1,7 +1,11 @@
 """The edge's gRPC client of a cloud node: ModelInfer with a deadline, pings, ListCuts.
 
 Built on :func:`protos.transport.build_channel` (limits, keepalive, TLS, bearer token) with a
-short reconnect backoff, so a cloud that comes back is found within about a second. An
+short reconnect backoff, so a cloud that comes back is found within about a second. The cloud
+may be several replicas (``"10.0.0.5:8001,10.0.0.6:8001"``, or one name that resolves to
+several addresses): gRPC spreads the calls over the healthy ones (``round_robin`` with
+client-side health checking) and retries a call whose replica died under it on another
+(:func:`protos.transport.replica_options`), so each frame is answered once. An
 optional :class:`~edge_node.throttle.TokenBucket` delays each request as an emulated uplink
 would. Every failure is a :class:`CloudError` carrying the gRPC status name;
 :meth:`CloudClient.explain` tells a misconfiguration (wrong CA, plaintext against TLS, a
@@ -33,6 +37,8 @@ _RECONNECT_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+# ModelInfer, ServerLive and ModelReady change nothing on the server: safe to retry elsewhere.
+_INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
 
 class CloudError(Exception):
@@ -63,7 +69,7 @@ def _float_param(params: Any, key: str) -> float:
 
 
 class CloudClient:
-    """One channel to one cloud node."""
+    """One channel to a cloud node, or to several replicas of one (comma-separated)."""
 
     def __init__(
         self,
@@ -75,7 +81,10 @@ class CloudClient:
         uplink: TokenBucket | None = None,
     ) -> None:
         try:
-            transport.parse_target(target)
+            self.addresses = [
+                f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                for host, port in transport.parse_targets(target)
+            ]
         except ValueError as exc:
             raise EdgecutError(f"cloud address {exc}") from None
         self.target = target
@@ -84,11 +93,16 @@ class CloudClient:
         self._has_token = token is not None
         transport.reuse_large_buffers(max_message_bytes)
         self._channel = transport.build_channel(
-            target,
+            transport.channel_target(target),
             tls=tls,
             token=token,
             max_message_bytes=max_message_bytes,
-            options=_RECONNECT_OPTIONS,
+            options=[
+                *_RECONNECT_OPTIONS,
+                *transport.replica_options(
+                    [_INFERENCE_SERVICE], max_message_bytes=max_message_bytes
+                ),
+            ],
         )
         self._infer = pb_grpc.GRPCInferenceServiceStub(self._channel)
         # ModelInfer as bytes both ways: tensors are spliced, not copied through protobuf.
@@ -196,7 +210,18 @@ class CloudClient:
             )
         if code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
             raise EdgecutError(f"{where} failed the edge's start-up check: {code}: {message}")
-        found = transport.probe(self.target, self._tls, timeout_s)
+        if len(self.addresses) == 1:
+            return self._explain_address(self.target, code, message, timeout_s)
+        # Replicas: any one misconfigured is an error; otherwise say why each is absent.
+        return "; ".join(
+            f"{address}: {self._explain_address(address, code, message, timeout_s)}"
+            for address in self.addresses
+        )
+
+    def _explain_address(self, address: str, code: str, message: str, timeout_s: float) -> str:
+        """:meth:`explain`'s look at one address of the cloud's, by :func:`transport.probe`."""
+        where = f"cloud {address}"
+        found = transport.probe(address, self._tls, timeout_s)
         tls = self._tls
         ca = f"--tls-ca {tls.root_ca_file}" if tls and tls.root_ca_file else "the system's roots"
         if found.finding == "unreachable":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import hmac
 import ipaddress
+import json
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
@@ -37,9 +38,12 @@ __all__ = [
     "build_channel",
     "build_server",
     "channel_options",
+    "channel_target",
     "is_loopback",
     "parse_target",
+    "parse_targets",
     "probe",
+    "replica_options",
     "reuse_large_buffers",
     "server_options",
 ]
@@ -528,6 +532,86 @@ def parse_target(target: str) -> tuple[str, int]:
     if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
         raise ValueError(f"{target!r}: the port {port_text!r} is not a number in 1..65535")
     return host, int(port_text)
+
+
+def parse_targets(targets: str) -> list[tuple[str, int]]:
+    """One address or several, comma-separated (replicas of one cloud), as ``(host, port)``s.
+
+    Several addresses must be IP literals of one family: gRPC balances over a list of IPs, and
+    over the addresses one DNS name resolves to, but not over a list of names. ValueError says
+    what is wrong.
+    """
+    parts = targets.split(",")
+    addresses = [parse_target(part) for part in parts]
+    if len(addresses) > 1:
+        families = set()
+        for part, (host, _port) in zip(parts, addresses, strict=True):
+            try:
+                families.add(ipaddress.ip_address(host).version)
+            except ValueError:
+                raise ValueError(
+                    f"{targets!r}: {part!r} names a host; a list of replicas takes IP addresses "
+                    "(e.g. 10.0.0.5:8001,10.0.0.6:8001), or give one DNS name that resolves to "
+                    "every replica"
+                ) from None
+        if len(families) > 1:
+            raise ValueError(f"{targets!r} mixes IPv4 and IPv6 addresses: list one family")
+        if len(set(addresses)) < len(addresses):
+            raise ValueError(f"{targets!r} lists an address twice")
+    return addresses
+
+
+def channel_target(targets: str) -> str:
+    """The gRPC target of one address or several (:func:`parse_targets`): a list becomes
+    ``ipv4:a:p,b:q`` (or ``ipv6:[a]:p,...``), one address stays as it is (DNS resolves it)."""
+    addresses = parse_targets(targets)
+    if len(addresses) == 1:
+        return targets
+    if ipaddress.ip_address(addresses[0][0]).version == 4:
+        return "ipv4:" + ",".join(f"{host}:{port}" for host, port in addresses)
+    return "ipv6:" + ",".join(f"[{host}]:{port}" for host, port in addresses)
+
+
+# Up to 5 attempts (gRPC's cap) 10 ms apart and more: enough for the picker to learn that a
+# replica died and send the call to a live one, well inside a frame's deadline.
+_RETRY_POLICY = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.01s",
+    "maxBackoff": "0.2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+
+def replica_options(
+    retry_services: Sequence[str],
+    *,
+    health_service: str = "",
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> list[tuple[str, Any]]:
+    """Channel options that spread calls over every address of the target and fail over.
+
+    gRPC's own machinery, in the channel's service config: ``round_robin`` over the addresses
+    (a list, or every address a name resolves to); client-side health checking, so a replica
+    whose ``grpc.health.v1`` status for ``health_service`` is not SERVING (loading, draining)
+    gets no calls (a server without the health service counts as healthy); and retries of
+    ``retry_services``' calls that end UNAVAILABLE before the server answered (a replica killed
+    with the call in flight), which gRPC sends to another replica. A retried call is answered
+    once: the client sees one response or one error. Requests up to ``max_message_bytes`` are
+    kept for a retry (gRPC keeps only 256 KiB by default and would not retry a larger one).
+    """
+    config = {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": health_service},
+        "methodConfig": [
+            {"name": [{"service": name} for name in retry_services], "retryPolicy": _RETRY_POLICY}
+        ],
+    }
+    return [
+        ("grpc.service_config", json.dumps(config)),
+        ("grpc.enable_retries", 1),
+        ("grpc.per_rpc_retry_buffer_size", max_message_bytes),
+    ]
 
 
 def is_loopback(host: str) -> bool:
