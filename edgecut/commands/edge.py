@@ -15,7 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.required = True
     run = actions.add_parser("run", help="stream frames through the split network")
     run.add_argument("--repository", required=True, metavar="DIR", help="model repository")
-    run.add_argument("--cloud", required=True, metavar="HOST:PORT", help="the cloud node")
+    run.add_argument(
+        "--cloud",
+        required=True,
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="the cloud node; replicas of it as IP:PORT,IP:PORT,... or one name that resolves "
+        "to several: frames spread over the healthy ones, a replica's failure is retried on another",
+    )
     run.add_argument("--model", help="model of the repository (default: its only one)")
     run.add_argument("--version", help="fixed cut (default: the repository's default)")
     run.add_argument(
