@@ -2,7 +2,8 @@
 
 Shared by ``pytriton_serve.py`` and ``mlserver_runtime.py``, which run in their own virtual
 environments (see ``benchmarks/serving_peer.py``): this module imports neither edgecut nor
-anything but numpy, torch and tritonclient's copy of Triton's model-config schema.
+anything but numpy, torch and (to read ``config.pbtxt``) tritonclient's copy of Triton's
+model-config schema.
 
 ``config.pbtxt`` (written by ``edgecut repository export --format triton``) names the
 inputs, outputs, batch size, batching delay and instances; the engine is the export's
@@ -19,8 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
 
 NUMPY_TYPES = {
     "TYPE_BOOL": np.bool_,
@@ -55,6 +54,11 @@ class TritonModelDir:
 
     @classmethod
     def read(cls, path: Path) -> TritonModelDir:
+        # Imported here: tritonclient.grpc registers the protobuf package "inference", as
+        # MLServer does, so a runtime inside MLServer uses from_json instead.
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
+
         config = text_format.Parse(
             (path / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
         )
@@ -81,6 +85,40 @@ class TritonModelDir:
             instances=sum(g.count for g in config.instance_group) or 1,
             inputs=decls(config.input),
             outputs=decls(config.output),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        def tensors(items: tuple[TensorDecl, ...]) -> list[dict[str, Any]]:
+            return [
+                {"name": d.name, "dtype": np.dtype(d.dtype).name, "dims": list(d.dims)}
+                for d in items
+            ]
+
+        return {
+            "name": self.name,
+            "version": self.version,
+            "path": str(self.path.resolve()),
+            "max_batch_size": self.max_batch_size,
+            "batch_delay_us": self.batch_delay_us,
+            "instances": self.instances,
+            "inputs": tensors(self.inputs),
+            "outputs": tensors(self.outputs),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TritonModelDir:
+        def tensors(items: list[dict[str, Any]]) -> tuple[TensorDecl, ...]:
+            return tuple(
+                TensorDecl(d["name"], np.dtype(d["dtype"]).type, tuple(d["dims"])) for d in items
+            )
+
+        return cls(
+            **{k: data[k] for k in ("name", "version", "max_batch_size")},
+            path=Path(data["path"]),
+            batch_delay_us=data["batch_delay_us"],
+            instances=data["instances"],
+            inputs=tensors(data["inputs"]),
+            outputs=tensors(data["outputs"]),
         )
 
 
