@@ -10,7 +10,7 @@ on this 2-core host, one torch thread per instance; one stream's p99 with batchi
 The same resnet18 tail as benchmarks/batching.py (cut after layer2.1.relu2, 401 KB of fp32
 per frame), each node an `edgecut cloud serve` process. The two nodes of a comparison run
 side by side, idle while the other is measured, and are measured in turn for --rounds rounds
-(A B A B ...), so drift of a shared machine falls on both; the figure quoted is the median
+(A B, B A, A B, ...), so drift of a shared machine falls on both; the figure quoted is the median
 of the rounds' ratios.
 """
 
@@ -44,7 +44,8 @@ def compare(
     results: dict[str, list[dict]] = {name: [] for name in nodes}
     try:
         for r in range(rounds):
-            for name, (_proc, port) in running.items():
+            order = list(running.items())
+            for name, (_proc, port) in order if r % 2 == 0 else order[::-1]:  # A B, B A, ...
                 result = load(port, crossing, arrays, "none", streams, seconds)
                 results[name].append(result)
                 print(

@@ -299,17 +299,19 @@ class Batcher:
                     ((k, q) for k, q in self._queues.items() if q),
                     key=lambda item: item[1][0].enqueued_s,
                 )
-                limit = queue[0].max_batch
-                due = queue[0].enqueued_s + self.timeout_s
-                while not self._closed:
+                head = queue[0]
+                limit = head.max_batch
+                due = head.enqueued_s + self.timeout_s
+                while not self._closed and queue and queue[0] is head:
                     frames = sum(p.frames for p in queue)
                     remaining = due - time.monotonic()
                     if frames >= limit or remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                if self._queues.get(key) is not queue or not queue or not self._free:
-                    # Another instance or a lone caller took it, or close(drain=False) failed
-                    # it, while this one waited: look again.
+                taken = self._queues.get(key) is not queue or not queue or queue[0] is not head
+                if taken or not self._free:
+                    # Another instance or a lone caller took the batch, or close(drain=False)
+                    # failed it, while this one waited: look again (a new head has its own due).
                     continue
                 return self._free.pop(0), key, self._pop_batch(key, queue)
 
