@@ -69,8 +69,8 @@ class CloudConfig:
     max_message_bytes: int = transport.DEFAULT_MAX_MESSAGE_BYTES
     max_request_bytes: int = 256 * 1024 * 1024  # decoded inputs of one request
     threads: int | None = None  # torch intra-op threads of each instance; None: torch's setting
-    # Copies of each tail that run batches at the same time (Triton's instance groups): with
-    # one torch thread each, one instance per core lets a node use every core.
+    # Instances of each tail that run batches at the same time (Triton's instance groups,
+    # sharing the weights): with one torch thread each, one per core uses every core.
     instances: int = 1
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"

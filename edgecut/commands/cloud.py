@@ -137,8 +137,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--instances",
         type=positive_int,
         default=1,
-        help="copies of each tail running batches at once, each on --threads torch threads "
-        "(like Triton's instance groups; default 1)",
+        help="instances of each tail running batches at once, each on --threads torch threads, "
+        "sharing the tail's weights (like Triton's instance groups; default 1)",
     )
     serve.add_argument(
         "--threads",
