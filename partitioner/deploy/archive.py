@@ -473,8 +473,10 @@ class _Program:
             if namespace not in OP_NAMESPACES or type(version) is not int:
                 self.fail(f"opset_version names {namespace!r}; expected {', '.join(OP_NAMESPACES)}")
         for symbol, bounds in _items(doc.get("range_constraints", {}), self, "range_constraints"):
-            if not SYMBOL.fullmatch(symbol) or not isinstance(bounds, dict):
+            if not isinstance(bounds, dict):
                 self.fail(f"range constraint {symbol[:80]!r}: expected a symbol such as s0")
+            if not SYMBOL.fullmatch(symbol):  # a derived dim, such as 4*s0 (a folded batch)
+                _parse(symbol, self, guard=False)
             for bound in bounds.values():
                 if bound is not None and type(bound) is not int:
                     self.fail(f"range constraint {symbol!r}: bounds must be integers or null")
@@ -714,7 +716,7 @@ def _check_treespec(text: Any, program: _Program, what: str) -> None:
 _TOKEN = re.compile(
     r"\s*(?:(?P<guard>L\['[A-Za-z_][A-Za-z0-9_]*'\]\.size\(\)\[[0-9]{1,2}\])"
     r"|(?P<int>[0-9]{1,19})|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<str>'[A-Za-z0-9_]{1,32}')"
-    r"|(?P<op>//|==|!=|<=|>=|[-+*<>(),=]))"
+    r"|(?P<op>//|==|!=|<=|>=|[-+*%<>(),=]))"
 )
 _FUNCTIONS = frozenset({"FloorDiv", "Mod", "Max", "Min"})
 _SYMBOL_FLAGS = frozenset({"positive", "integer", "nonnegative", "real", "finite"})
@@ -727,12 +729,14 @@ def _parse(text: str, program: _Program, *, guard: bool) -> None:
     Shape expressions (``guard=False``) go to ``sympy.sympify``, which ``eval``s them; guards
     (``guard=True``) are ``exec``ed as Python. Both are accepted only in this grammar::
 
+        guard := expr (('or' | 'and') expr)*                             (guards)
         expr  := sum [cmp sum]            cmp := == != <= >= < >
         sum   := term (('+' | '-') term)*
-        term  := unary (('*' | '//') unary)*
+        term  := unary (('*' | '//' | '%') unary)*
         unary := '-' unary | atom
         atom  := INT | '(' expr ')' | FloorDiv|Mod|Max|Min '(' expr, expr ')'
                | SYMBOL | Symbol('SYMBOL', flag=True|False, ...)        (shape expressions)
+               | Add|Mul '(' expr (, expr)* ')' | Integer '(' ['-'] INT ')'   (shape expressions)
                | L['NAME'].size()[INT]                                   (guards)
 
     where SYMBOL is s0, s1, ... and flag is positive, integer, nonnegative, real or finite.
@@ -771,6 +775,10 @@ class _Parser:
 
     def parse(self) -> None:
         self.expr()
+        # A guard may join comparisons: "a == b or a % b == 0" (a reshape's divisibility).
+        while self.guard and self.peek() in (("name", "or"), ("name", "and")):
+            self.i += 1
+            self.expr()
         self.take("end")
 
     def expr(self) -> None:
@@ -791,7 +799,7 @@ class _Parser:
 
     def term(self) -> None:
         self.unary()
-        while self.peek() in (("op", "*"), ("op", "//")):
+        while self.peek() in (("op", "*"), ("op", "//"), ("op", "%")):
             self.i += 1
             self.unary()
 
@@ -816,6 +824,22 @@ class _Parser:
             self.expr()
             self.take("op", ",")
             self.expr()
+            self.take("op", ")")
+        elif kind == "name" and value in ("Add", "Mul") and not self.guard:
+            # sympy's srepr, as torch.export writes a folded batch: Mul(Integer(4), Symbol(..)).
+            self.i += 1
+            self.take("op", "(")
+            self.expr()
+            while self.peek() == ("op", ","):
+                self.i += 1
+                self.expr()
+            self.take("op", ")")
+        elif (kind, value) == ("name", "Integer") and not self.guard:
+            self.i += 1
+            self.take("op", "(")
+            if self.peek() == ("op", "-"):
+                self.i += 1
+            self.take("int")
             self.take("op", ")")
         elif kind == "name" and not self.guard and SYMBOL.fullmatch(value):
             self.i += 1

@@ -438,6 +438,9 @@ def test_the_splits_edgecut_writes_pass_and_load(split: Path, tmp_path: Path) ->
         "2*s0 + 1",
         "FloorDiv(s0, 2) - (s12 // 4) * -3",
         "Max(s1, 1) <= 4096",
+        # srepr, as torch writes a batch folded with windows (Swin) or a sum of sizes
+        "Mul(Integer(4), Symbol('s77', positive=True, integer=True))",
+        "Add(Mul(Integer(-1), Symbol('s0', integer=True)), Integer(-3), s1)",
     ],
 )
 def test_shape_expressions_torch_writes_pass(split: Path, tmp_path: Path, expression: str) -> None:
@@ -461,6 +464,10 @@ def test_shape_expressions_torch_writes_pass(split: Path, tmp_path: Path, expres
         "'s0'",
         "(" * 40 + "s0" + ")" * 40,
         "1" * 600,
+        "Mul(s0, __import__('os'))",
+        "Integer(s0)",
+        "Add()",
+        "s0 or s1",
     ],
 )
 def test_shape_expressions_outside_the_grammar_are_refused(
@@ -479,6 +486,33 @@ def test_the_guards_torch_writes_for_multi_input_tails_pass(split: Path, tmp_pat
     guard = "L['layer2_1_relu2'].size()[0] == L['layer3_0_downsample_0'].size()[0]"
     path, _ = _plant(split, tmp_path, _program_edit(lambda p: p.update(guards_code=[guard])))
     check_pt2(path)
+
+
+def test_the_guards_and_ranges_torch_writes_for_folded_batches_pass(
+    split: Path, tmp_path: Path
+) -> None:
+    """A tail whose inputs hold the batch folded (``4*s0``) or reshaped: torch writes the
+    derived dim as a range constraint and a reshape's divisibility as a joined guard."""
+    guard = "(1024*L['a'].size()[0]) == (256*L['b'].size()[0]) or ((1024*L['a'].size()[0]) % (256*L['b'].size()[0])) == 0"
+
+    def edit(program: Any) -> None:
+        program.update(guards_code=[guard])
+        program.setdefault("range_constraints", {})["4*s0"] = {"min_val": 4, "max_val": 16384}
+
+    path, _ = _plant(split, tmp_path, _program_edit(edit))
+    check_pt2(path)
+    for bad_guard in ("s0 or __import__('os')", "L['a'].size()[0] or"):
+        path, _ = _plant(
+            split, tmp_path, _program_edit(lambda p, g=bad_guard: p.update(guards_code=[g]))
+        )
+        with pytest.raises(ArtifactError, match="guard"):
+            check_pt2(path)
+    bad_range = _program_edit(
+        lambda p: p.setdefault("range_constraints", {}).update({"__import__('os')": {}})
+    )
+    path, _ = _plant(split, tmp_path, bad_range)
+    with pytest.raises(ArtifactError, match="shape expression"):
+        check_pt2(path)
 
 
 def test_a_split_dir_with_a_planted_half_is_refused_by_load_split(
