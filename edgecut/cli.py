@@ -38,6 +38,8 @@ MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
     "numba": ("plan",),
     "llvmlite": ("plan",),
     "matplotlib": ("plan",),
+    "mpl_toolkits": ("plan",),
+    "pylab": ("plan",),
     "sklearn": ("plan",),
     "scipy": ("plan",),
     "ray": ("sim",),
@@ -45,9 +47,10 @@ MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
     "torchao": ("compress",),
     "torch_pruning": ("compress",),
 }
-# The extra a command's role installs, and the extras it includes.
+# The extra each command needs ("repository build": that action only; the others none).
 COMMAND_EXTRAS = {"edge": "edge", "cloud": "cloud", "simulate": "sim", "sweep": "sim",
-                  "compress": "compress", "demo": "all"}  # fmt: skip
+                  "compress": "compress", "demo": "all", "plan": "plan", "profile": "plan",
+                  "split": "plan", "repository build": "plan"}  # fmt: skip
 EXTRA_INCLUDES = {
     "edge": {"edge"},
     "cloud": {"cloud"},
@@ -67,10 +70,28 @@ def missing_extra_line(exc: ModuleNotFoundError, command: str | None) -> str | N
         return None
     role = COMMAND_EXTRAS.get(command or "")
     extra = role if role and EXTRA_INCLUDES[role] & set(extras) else extras[0]
+    return _install_line(module, extra)
+
+
+def _install_line(module: str, extra: str) -> str:
     return (
         f"this command needs {module!r}, which the extra edgecut[{extra}] installs: "
-        f"pip install \"edgecut[{extra}]\" (from a source tree: pip install -e \".[{extra}]\")"
+        f'pip install "edgecut[{extra}]" (from a source tree: pip install -e ".[{extra}]")'
     )
+
+
+def missing_extra(command: str) -> str | None:
+    """The one line naming the extra ``command`` needs if one of its modules is not installed
+    (checked before the command starts: a capture of seconds first would be wasted)."""
+    import importlib.util
+
+    extra = COMMAND_EXTRAS.get(command)
+    if extra is None:
+        return None
+    for module, extras in MODULE_EXTRAS.items():
+        if EXTRA_INCLUDES[extra] & set(extras) and importlib.util.find_spec(module) is None:
+            return _install_line(module, extra)
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -203,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from partitioner.errors import EdgecutError
 
+    action = getattr(args, "action", None)
+    preflight = missing_extra(f"{args.command} {action}" if action else args.command)
+    if preflight is None and action:
+        preflight = missing_extra(args.command)
+    if preflight is not None:
+        print(f"edgecut {args.command}: error: {preflight}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(args.run(args) or 0)
     except EdgecutError as exc:
