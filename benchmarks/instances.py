@@ -21,11 +21,18 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batching import build, load, serve  # a sibling script, not a package
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def compare(
@@ -45,13 +52,17 @@ def compare(
     try:
         for r in range(rounds):
             order = list(running.items())
-            for name, (_proc, port) in order if r % 2 == 0 else order[::-1]:  # A B, B A, ...
+            for name, (proc, port) in order if r % 2 == 0 else order[::-1]:  # A B, B A, ...
+                cpu0, wall0 = cpu_s(proc.pid), time.monotonic()
                 result = load(port, crossing, arrays, "none", streams, seconds)
+                # The server's CPU over the run (warm-up included): how many cores it got.
+                result["server_cores"] = (cpu_s(proc.pid) - cpu0) / (time.monotonic() - wall0)
                 results[name].append(result)
                 print(
                     f"  {label} round {r + 1}: {name:<26} {result['frames_per_s']:7.1f} frames/s"
                     f"  p50 {result['p50_ms']:6.1f}  p99 {result['p99_ms']:6.1f} ms"
-                    f"  mean batch {result['mean_batch']:4.1f}",
+                    f"  mean batch {result['mean_batch']:4.1f}"
+                    f"  server cores {result['server_cores']:4.2f}",
                     flush=True,
                 )
     finally:
