@@ -9,7 +9,8 @@ CSR style: the frames of camera ``c`` are ``row_ptr[c]:row_ptr[c + 1]``). Per wi
 2. the policy picks each frame's cut;
 3. the camera's processor is a FIFO queue (:func:`simulator.queues.lindley_rows`, or
    :func:`~simulator.queues.lindley_rows_limited` dropping frames that find
-   ``edge_queue_limit`` frames in it);
+   ``edge_queue_limit`` frames in it); a camera with a ``window`` first waits for a slot
+   (below);
 4. frames that use the cloud cross the camera's own uplink: a FIFO fluid link, exact by
    the cumulative-capacity transform (:func:`~simulator.queues.lindley_rows` in bits,
    then the inverse of ``C``);
@@ -18,6 +19,23 @@ CSR style: the frames of camera ``c`` are ``row_ptr[c]:row_ptr[c + 1]``). Per wi
 
 Every recursion carries its state (last departure, bits level, estimate) per camera
 across windows, so cutting time into windows changes nothing.
+
+A camera with ``window: W`` is the pipelined edge node (:mod:`edge_node.node`): at most
+``W`` frames in flight, each from the start of its head until its result is handed over
+(in frame order), so ``W = 1`` is stop-and-wait. A frame captured while ``W`` are in flight
+waits for a slot (``late: queue``) or is skipped (``late: drop``, counted with the dropped
+frames). Without ``window`` (the default) a camera heads frame k+1 while frame k uploads,
+with no bound: the model of every result before windows existed. The window closes on each
+frame's own return, and a camera cannot see the cloud's schedule of the same window, so
+the return it waits for is that of *a cloud of its own*: its frames queue behind each
+other on one server taking the tail's profile time for a batch of one. That is exact for a
+camera alone on a one-server site without batching (the site then serves every frame at
+the time the camera assumed); a shared or batching site still reports its true latencies,
+but a camera's window does not feel the other cameras' queueing. The start times are
+found in one pass per frame (:func:`~simulator.queues.window_pipeline`) on links of a
+constant rate; on traces by iterating the vectorised stages to a fixed point, each pass
+settling at least ``W`` more frames of every camera (slow for a camera far behind with
+``late: queue``).
 """
 
 from __future__ import annotations
@@ -32,7 +50,13 @@ from simulator import streams
 from simulator.fleet import FleetPlan, GroupPlan
 from simulator.metrics import CameraStats, add_at
 from simulator.policies import POLICIES, FrameContext
-from simulator.queues import lindley_rows, lindley_rows_limited, stable_sort
+from simulator.queues import (
+    lindley_rows,
+    lindley_rows_limited,
+    stable_sort,
+    window_gate,
+    window_pipeline,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -218,6 +242,19 @@ class CameraBlock:
         self.opt_active_j = np.array([o.active_j for o in opts])
         self.opt_bytes = np.array([o.wire_bytes for o in opts], dtype=np.int64)
         self.policy = POLICIES.get(group.policy.name)
+        # The window (frames in flight) and late policy live on the group's config.
+        config = next(g for g in plan.scenario.fleet if g.name == group.name)
+        self.window = config.window
+        self.drop_late = config.late == "drop"
+        if self.window is not None:
+            self.win_ring = np.full((n, self.window), -np.inf)  # last W hand-over times
+            self.win_pos = np.zeros(n, dtype=np.int64)
+            self.win_last = np.full(n, -np.inf)  # latest hand-over
+            self.own_cloud_last = np.full(n, -np.inf)  # the camera's own cloud (module doc)
+            site_s = plan.sites[group.site].queue_batch_s[:, 0] if group.site >= 0 else None
+            self.opt_own_cloud_s = np.array(
+                [site_s[q] if q >= 0 and site_s is not None else 0.0 for q in group.option_queue]
+            )
 
     # -- link ------------------------------------------------------------------------
     def _by_curve(self, cams: IntArray, fn: str, t_or_bits: FloatArray) -> FloatArray:
@@ -257,6 +294,87 @@ class CameraBlock:
         previous = _previous_in_row(d, row_ptr, self.link_last_s)
         return d, d - np.maximum(a, previous)
 
+    # -- the window of frames in flight ------------------------------------------------
+    def _returns(
+        self,
+        start: FloatArray,
+        opt: NDArray[np.int16],
+        cam: IntArray,
+        carry: tuple[FloatArray, ...],
+    ) -> FloatArray:
+        """Each started frame's own return (module doc), from ``carry`` = copies of the
+        carried (edge last departure, link carry, link last departure, own cloud), which
+        this updates."""
+        edge_last, link_carry, link_last, cloud_last = carry
+        r = np.full(start.size, -np.inf)
+        acc = np.flatnonzero(~np.isnan(start))
+        ptr = _row_ptr(np.bincount(cam[acc], minlength=self.n))
+        done = lindley_rows(start[acc], self.opt_edge_s[opt[acc]], ptr, edge_last)
+        r[acc] = done
+        cloud = self.opt_cloud[opt[acc]]
+        sel = acc[cloud]
+        if sel.size:
+            cams = cam[sel]
+            sub = _row_ptr(np.bincount(cams, minlength=self.n))
+            saved = self.link_carry, self.link_last_s
+            self.link_carry, self.link_last_s = link_carry, link_last
+            try:
+                sent, _ = self._uplink(done[cloud], self.opt_bits[opt[sel]], cams, sub)
+            finally:
+                self.link_carry, self.link_last_s = saved
+            link = self.group.link
+            served = lindley_rows(
+                sent + link.rtt_s / 2, self.opt_own_cloud_s[opt[sel]], sub, cloud_last
+            )
+            r[sel] = served + link.back_s
+        return r
+
+    def _window_starts(
+        self, t: FloatArray, opt: NDArray[np.int16], cam: IntArray, row_ptr: IntArray
+    ) -> FloatArray:
+        """Start of each frame's head (nan: skipped) under the window, by fixed point.
+
+        Frame i's start depends only on earlier frames' returns: a pass that takes the
+        returns of the previous pass settles at least ``W`` more frames per camera, and a
+        pass that changes no start has found the unique solution. On a constant link one
+        sequential pass computes the same (:func:`~simulator.queues.window_pipeline`)."""
+        if self.group.link.kind != "traces":
+            link = self.group.link
+            start = window_pipeline(
+                t,
+                self.opt_edge_s[opt],
+                self.opt_cloud[opt],
+                self.opt_bits[opt] / self.links.rate_bps[cam],
+                self.opt_own_cloud_s[opt],
+                link.rtt_s,
+                link.back_s,
+                row_ptr,
+                self.edge_last.copy(),  # step() advances the stages' own carries
+                self.link_carry.copy(),
+                self.own_cloud_last,
+                self.win_ring,
+                self.win_pos,
+                self.win_last,
+                self.drop_late,
+            )
+            return start
+        carry = (self.edge_last, self.link_carry, self.link_last_s, self.own_cloud_last)
+        guess: tuple[FloatArray, ...] = carry
+        r = np.full(t.size, -np.inf)  # first pass: no frame of this window holds a slot
+        previous = None
+        while True:
+            ring, pos, last = self.win_ring.copy(), self.win_pos.copy(), self.win_last.copy()
+            start = window_gate(t, r, row_ptr, ring, pos, last, self.drop_late)
+            if previous is not None and np.array_equal(start, previous, equal_nan=True):
+                break
+            guess = tuple(c.copy() for c in carry)
+            r = self._returns(start, opt, cam, guess)
+            previous = start
+        self.win_ring, self.win_pos, self.win_last = ring, pos, last
+        # The stages' own carries are advanced by step() itself; the own cloud's only here.
+        self.own_cloud_last = guess[3]
+        return start
+
     # -- one window ------------------------------------------------------------------
     def step(self, t_end: float) -> tuple[FrameBatch, int]:
         """Simulate frames captured before ``t_end``; returns the frames for the cloud."""
@@ -284,7 +402,17 @@ class CameraBlock:
         opt = self.policy.choose(group.policy, context)
 
         service = self.opt_edge_s[opt]
-        if self.ring is None:
+        if self.window is not None:
+            start = self._window_starts(t, opt, cam, row_ptr)
+            accepted = ~np.isnan(start)
+            stats.dropped += np.bincount(cam[~accepted], minlength=self.n)
+            acc = np.flatnonzero(accepted)
+            edge_done = np.full(t.size, np.nan)
+            edge_done[acc] = lindley_rows(
+                start[acc], service[acc], _row_ptr(np.bincount(cam[acc], minlength=self.n)),
+                self.edge_last,
+            )  # fmt: skip
+        elif self.ring is None:
             edge_done = lindley_rows(t, service, row_ptr, self.edge_last)
             accepted = np.ones(t.size, dtype=bool)
         else:

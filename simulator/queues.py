@@ -4,7 +4,8 @@
   CSR layout), each row starting from the departure carried over from the previous
   window. A camera's processor runs it on frames, its uplink on bits
   (:mod:`simulator.camera`); :func:`lindley_rows_limited` adds a bounded buffer that
-  drops frames.
+  drops frames, :func:`window_gate` and :func:`window_pipeline` a bound on the frames a
+  camera has in flight.
 * :class:`BatchingServers`: a cloud site's ``servers`` identical servers, shared by one
   dynamic-batching queue per tail (:mod:`simulator.site`), by the rule below.
 * :func:`stable_sort`: the arrival order of the frames a shard sends to a site.
@@ -104,6 +105,99 @@ def lindley_rows_limited(
         carry[r] = d
         ring_pos[r] = pos
     return out
+
+
+@njit(cache=True)
+def window_gate(
+    t: FloatArray,
+    r: FloatArray,
+    row_ptr: IntArray,
+    ring: FloatArray,
+    ring_pos: IntArray,
+    last_s: FloatArray,
+    drop: bool,
+) -> FloatArray:  # pragma: no cover - numba
+    """Start times of frames captured at ``t`` with at most ``W = ring.shape[1]`` in flight.
+
+    A frame is in flight from its start until it is handed over; frames are handed over in
+    order, frame ``i`` at ``D[i] = max(r[i], D[i-1])``, ``r[i]`` its own return. Frame
+    ``i`` starts at ``max(t[i], D[j])``, ``j`` the ``W``-th frame before it that started;
+    with ``drop`` a frame that finds the window full (``D[j] > t[i]``) never starts (nan).
+    ``ring`` holds each row's last ``W`` hand-over times (``-inf``: free), ``ring_pos`` the
+    oldest, ``last_s`` the latest; all three are updated.
+    """
+    width = ring.shape[1]
+    start = np.empty_like(t)
+    for c in range(row_ptr.shape[0] - 1):
+        pos = ring_pos[c]
+        d = last_s[c]
+        for i in range(row_ptr[c], row_ptr[c + 1]):
+            gate = ring[c, pos]
+            if drop and gate > t[i]:
+                start[i] = np.nan
+                continue
+            start[i] = max(t[i], gate)
+            d = max(d, r[i])
+            ring[c, pos] = d
+            pos = pos + 1 if pos + 1 < width else 0
+        ring_pos[c] = pos
+        last_s[c] = d
+    return start
+
+
+@njit(cache=True)
+def window_pipeline(
+    t: FloatArray,
+    edge_s: FloatArray,
+    cloud: NDArray[np.bool_],
+    service_s: FloatArray,
+    cloud_s: FloatArray,
+    rtt_s: float,
+    back_s: float,
+    row_ptr: IntArray,
+    edge_last: FloatArray,
+    link_last: FloatArray,
+    cloud_last: FloatArray,
+    ring: FloatArray,
+    ring_pos: IntArray,
+    last_s: FloatArray,
+    drop: bool,
+) -> FloatArray:  # pragma: no cover - numba
+    """:func:`window_gate` with each frame's return computed as it goes, for links of a
+    constant rate: the edge FIFO (``edge_s``), then for ``cloud`` frames the uplink FIFO
+    (``service_s``: bits over the rate), half the round trip, a FIFO server of the
+    camera's own (``cloud_s``) and ``back_s``; a local frame returns when its head is
+    done. One pass, exact; every carry is updated (pass copies of those the caller
+    recomputes)."""
+    width = ring.shape[1]
+    start = np.empty_like(t)
+    for c in range(row_ptr.shape[0] - 1):
+        pos = ring_pos[c]
+        d = last_s[c]
+        e = edge_last[c]
+        u = link_last[c]
+        k = cloud_last[c]
+        for i in range(row_ptr[c], row_ptr[c + 1]):
+            gate = ring[c, pos]
+            if drop and gate > t[i]:
+                start[i] = np.nan
+                continue
+            start[i] = max(t[i], gate)
+            e = max(start[i], e) + edge_s[i]
+            r = e
+            if cloud[i]:
+                u = max(e, u) + service_s[i]
+                k = max(u + rtt_s / 2, k) + cloud_s[i]
+                r = k + back_s
+            d = max(d, r)
+            ring[c, pos] = d
+            pos = pos + 1 if pos + 1 < width else 0
+        ring_pos[c] = pos
+        last_s[c] = d
+        edge_last[c] = e
+        link_last[c] = u
+        cloud_last[c] = k
+    return start
 
 
 # --------------------------------------------------------------------------------------

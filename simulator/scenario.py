@@ -30,6 +30,9 @@ TRACE_ASSIGNMENTS = ("round-robin", "random")
 TRACE_OFFSETS = ("random", "zero")
 DISTRIBUTIONS = ("uniform", "lognormal")
 SERVICE_MODELS = ("profile", "exponential")
+# A frame captured while a camera's window is full waits or is skipped: the edge node's
+# --late (edge_node.node.LATE_POLICIES; the simulator cannot import the edge node).
+LATE_POLICIES = ("queue", "drop")
 # RTT and radio energy model of uplinks given as a rate, a distribution or traces.
 DEFAULT_RADIO = "lte"
 
@@ -144,6 +147,10 @@ class GroupConfig:
     site: str | None = None  # default: the first cloud site
     policy: PolicyConfig | None = None  # default: the scenario's
     edge_queue_limit: int | None = None  # frames in the edge processor; more are dropped
+    # Frames in flight at most, head to hand-over, as the edge node's --window (1: stop-and-
+    # wait). None, the default, is unbounded: the camera model of every earlier result.
+    window: int | None = None
+    late: str = "queue"  # a frame captured while the window is full: queue or drop
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -164,6 +171,17 @@ class GroupConfig:
         if self.edge_queue_limit is not None and self.edge_queue_limit < 1:
             raise FieldError("edge_queue_limit", f"must be >= 1, got {self.edge_queue_limit}")
         check_one_of("codec", self.codec, [c.name for c in CODECS.list()])
+        if self.window is not None and self.window < 1:
+            raise FieldError(
+                "window", f"must be an integer >= 1 (frames in flight), got {self.window}"
+            )
+        check_one_of("late", self.late, LATE_POLICIES)
+        if self.late == "drop" and self.window is None:
+            raise FieldError("late", "drop skips frames that find the window full: give a window")
+        if self.window is not None and self.edge_queue_limit is not None:
+            raise FieldError(
+                "window", "bounds the camera's frames as edge_queue_limit does: give one of them"
+            )
 
     @property
     def jitter_s(self) -> float:
@@ -437,6 +455,8 @@ def _group(data: Any, at: _At, base_dir: Path | None) -> GroupConfig:
         kwargs |= _opt(raw, key, _string, at)
     kwargs |= _opt(raw, "start_jitter_s", _number, at)
     kwargs |= _opt(raw, "edge_queue_limit", _integer, at)
+    kwargs |= _opt(raw, "window", _integer, at)
+    kwargs |= _opt(raw, "late", _string, at)
     kwargs |= _opt(raw, "input_shape", _shape, at)
     if raw.get("model") is not None:
         model = _string(raw["model"], at.child("model"))

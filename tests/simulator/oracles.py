@@ -357,3 +357,106 @@ def fluid_fifo_departures(
     # A zero-bit frame leaves on arrival; the clamp also absorbs rounding of C^-1(C(a)).
     np.maximum(d, a, out=d)
     return d
+
+
+def windowed_camera_reference(
+    t: Sequence[float],
+    edge_s: Sequence[float],
+    cloud: Sequence[bool],
+    bits: Sequence[float],
+    *,
+    rate_bps: float,
+    rtt_s: float,
+    cloud_s: Sequence[float],
+    back_s: float,
+    window: int,
+    drop: bool,
+) -> tuple[FloatArray, FloatArray]:
+    """One camera with at most ``window`` frames in flight, event by event.
+
+    Frames are captured at ``t``; a frame that finds ``window`` frames taken and not yet
+    handed over waits for a slot (``drop``: is skipped). A taken frame queues for the edge
+    processor (``edge_s``), then, if it uses the cloud, for a constant-rate uplink
+    (``bits / rate_bps``), travels ``rtt_s / 2``, queues for a server of its own
+    (``cloud_s``) and comes back ``back_s`` later; a local frame returns when its head is
+    done. Results are handed over in frame order, which is when a frame frees its slot.
+    Returns each frame's start and return time (nan: skipped).
+    """
+    import heapq
+
+    n = len(t)
+    start = np.full(n, np.nan)
+    returned = np.full(n, np.nan)
+    skipped = [False] * n
+    # Same-time order: a hand-over frees its slot before a capture looks for one.
+    RETURN, EDGE, LINK, ARRIVE, CLOUD, CAPTURE = range(6)
+    events: list[tuple[float, int, int, int]] = []
+    seq = 0
+
+    def at(time_s: float, kind: int, frame: int) -> None:
+        nonlocal seq
+        heapq.heappush(events, (time_s, kind, seq, frame))
+        seq += 1
+
+    class Server:
+        def __init__(self, kind: int) -> None:
+            self.kind, self.busy, self.queue = kind, False, deque()
+
+        def offer(self, now: float, frame: int, service: float) -> None:
+            self.queue.append((frame, service))
+            if not self.busy:
+                self.next(now)
+
+        def next(self, now: float) -> None:
+            self.busy = bool(self.queue)
+            if self.queue:
+                frame, service = self.queue.popleft()
+                at(now + service, self.kind, frame)
+
+    edge, link, server = Server(EDGE), Server(LINK), Server(CLOUD)
+    in_flight, waiting, handed = 0, deque(), 0
+
+    def take(now: float, i: int) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        start[i] = now
+        edge.offer(now, i, edge_s[i])
+
+    def hand_over(now: float) -> None:
+        nonlocal handed, in_flight
+        while handed < n and (skipped[handed] or not math.isnan(returned[handed])):
+            in_flight -= not skipped[handed]
+            handed += 1
+        while waiting and in_flight < window:
+            take(now, waiting.popleft())
+
+    for i, ti in enumerate(t):
+        at(ti, CAPTURE, i)
+    while events:
+        now, kind, _, i = heapq.heappop(events)
+        if kind == CAPTURE:
+            if in_flight < window and not waiting:
+                take(now, i)
+            elif drop:
+                skipped[i] = True
+                hand_over(now)
+            else:
+                waiting.append(i)
+        elif kind == EDGE:
+            edge.next(now)
+            if cloud[i]:
+                link.offer(now, i, bits[i] / rate_bps)
+            else:
+                at(now, RETURN, i)
+        elif kind == LINK:
+            link.next(now)
+            at(now + rtt_s / 2, ARRIVE, i)
+        elif kind == ARRIVE:
+            server.offer(now, i, cloud_s[i])
+        elif kind == CLOUD:
+            server.next(now)
+            at(now + back_s, RETURN, i)
+        else:
+            returned[i] = now
+            hand_over(now)
+    return start, returned
