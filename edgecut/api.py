@@ -319,6 +319,86 @@ def split(
 
 
 @dataclass(frozen=True)
+class RepositoryResult:
+    """A model repository both nodes read: one version per cut of the breakpoint table (and
+    of the extra cuts asked for), the table, the whole model for local fallback."""
+
+    model: Any = field(repr=False)  # partitioner.deploy.repository.RepositoryModel
+
+    @property
+    def path(self) -> Path:
+        """The repository's root (what ``--repository`` takes)."""
+        return Path(self.model.path).parent
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return tuple(self.model.versions)
+
+    def to_json(self) -> dict[str, Any]:
+        """``edgecut repository build ... --json``: model.json."""
+        meta: dict[str, Any] = self.model.meta
+        return meta
+
+
+def repository(
+    model: str | Planner,
+    out: str | Path,
+    *,
+    sweep_bandwidth: tuple[float, float] = (0.5, 500.0),
+    cut_after: Sequence[str] = (),
+    cloud_only: bool = False,
+    name: str | None = None,
+    with_local: bool = True,
+    objective: str = "latency",
+    solver: str = "auto",
+    model_spec: str | None = None,
+    progress: ProgressFn | None = None,
+    **planner_options: Any,
+) -> RepositoryResult:
+    """Build a model repository in ``out`` (``edgecut repository build``): the breakpoint
+    table over ``sweep_bandwidth`` (Mbit/s), a split per distinct cut, plus the cuts after
+    ``cut_after`` nodes and, with ``cloud_only``, the whole model as a tail. ``progress``
+    gets ``("steps", done, 3, what is being done)``."""
+    from partitioner.publish import build_repository
+
+    steps = (
+        "capture and price the model",
+        f"breakpoint table over {sweep_bandwidth[0]:g}:{sweep_bandwidth[1]:g} Mbit/s",
+        "write a split artifact per cut, the table and the local model",
+    )
+
+    def step(i: int, what: str) -> None:
+        if progress is not None:
+            progress("steps", i, len(steps), what)
+
+    if isinstance(model, str):
+        step(0, steps[0])
+    p = _planner(model, planner_options)
+    step(1, steps[1])
+    table = p.sweep(*sweep_bandwidth, objective=objective, solver=solver)
+    plans = [p.cut_after(node, objective=objective) for node in cut_after]
+    if cloud_only:
+        plans.append(p.cut_after(p.graph.inputs[0], objective=objective))
+    step(2, steps[2])
+    entry = build_repository(
+        p,
+        out,
+        table=table,
+        plans=plans,
+        name=name,
+        model_spec=model_spec
+        if model_spec is not None
+        else model
+        if isinstance(model, str)
+        else None,
+        default_bandwidth_mbps=p.cost.network.uplink_mbps,
+        with_local=with_local,
+    )
+    step(3, "done")
+    return RepositoryResult(entry)
+
+
+@dataclass(frozen=True)
 class CompressResult:
     """A compressed head written as a split artifact, and what it cost (measured)."""
 

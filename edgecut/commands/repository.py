@@ -128,37 +128,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from edgecut import api
     from edgecut.args import make_planner
     from edgecut.output import Progress, print_json
-    from partitioner.publish import build_repository
 
-    lo, hi = args.sweep_bandwidth
-    steps = (
-        f"capture and price {args.model}",
-        f"breakpoint table over {lo:g}:{hi:g} Mbit/s",
-        "write a split artifact per cut, the table and the local model",
-    )
     # Each step takes seconds: a bar on a terminal, a log line per step otherwise.
     with Progress(prefix="edgecut repository build") as progress:
-        progress("steps", 0, len(steps), steps[0])
-        planner = make_planner(args)
-        progress("steps", 1, len(steps), steps[1])
-        table = planner.sweep(lo, hi, objective=args.objective, solver=args.solver)
-        plans = [planner.cut_after(node, objective=args.objective) for node in args.cut_after]
-        if args.cloud_only:
-            plans.append(planner.cut_after(planner.graph.inputs[0], objective=args.objective))
-        progress("steps", 2, len(steps), steps[2])
-        model = build_repository(
-            planner,
+        progress("steps", 0, 3, f"capture and price {args.model}")
+        model = api.repository(
+            make_planner(args),
             args.out,
-            table=table,
-            plans=plans,
+            sweep_bandwidth=args.sweep_bandwidth,
+            cut_after=args.cut_after,
+            cloud_only=args.cloud_only,
             name=args.name,
-            model_spec=args.model,
-            default_bandwidth_mbps=planner.cost.network.uplink_mbps,
             with_local=not args.no_local,
-        )
-        progress("steps", len(steps), len(steps), "done")
+            objective=args.objective,
+            solver=args.solver,
+            model_spec=args.model,
+            progress=progress,
+        ).model
     if args.json:
         print_json(model.meta)
         return 0
