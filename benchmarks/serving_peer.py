@@ -12,7 +12,8 @@ torch thread. Every server is pinned to one core and the client to the other (ta
 the client is tritonclient.grpc, unchanged, one channel per stream in a closed loop
 (``peers/oip_load.py``). Servers take turns in rounds whose order flips every round
 (A B C, C B A, ...), so a neighbour's load on this shared machine falls on all of them; the
-table gives the median over rounds.
+table gives each server's median over rounds and the median (and range) of the ratios taken
+within each round.
 
 MLServer and PyTriton live in virtual environments of their own (PyTriton pins numpy<2 and
 protobuf<7, which edgecut's environment cannot take)::
@@ -278,24 +279,34 @@ def main() -> None:
 def report(
     servers: list[Server], stream_counts: list[int], results: dict[tuple[str, int], list[Any]]
 ) -> None:
+    """Median frames/s per server over rounds, and the median of each round's own ratio
+    (edgecut against a peer measured seconds apart, so both saw about the same machine)."""
     labels = [s.label for s in servers]
-    print("\nmedian frames/s over rounds (mean batch):")
-    header = f"{'streams':>7s} " + " ".join(f"{label:>18s}" for label in labels)
     others = [label for label in labels if label != "edgecut"]
+    print("\nmedian frames/s over rounds (mean batch), and the median of the rounds' ratios:")
+    header = f"{'streams':>7s} " + " ".join(f"{label:>18s}" for label in labels)
     header += "".join(f" {'edgecut/' + o:>18s}" for o in others)
     print(header)
     for streams in stream_counts:
-        fps = {
-            label: statistics.median(x["frames_per_s"] for x in results[(label, streams)])
-            for label in labels
-        }
         cells = []
         for label in labels:
-            batches = [x["mean_batch"] for x in results[(label, streams)] if x["mean_batch"]]
+            runs = results[(label, streams)]
+            fps = statistics.median(x["frames_per_s"] for x in runs)
+            batches = [x["mean_batch"] for x in runs if x["mean_batch"]]
             batch = f"({statistics.mean(batches):.1f})" if batches else "(-)"
-            cells.append(f"{fps[label]:11.1f} {batch:>6s}")
-        ratios = [f"{fps['edgecut'] / fps[o]:17.2f}x" for o in others]
-        print(f"{streams:7d} " + " ".join(cells) + "".join(f" {r}" for r in ratios))
+            cells.append(f"{fps:11.1f} {batch:>6s}")
+        ratios = []
+        for other in others:
+            paired = [
+                e["frames_per_s"] / o["frames_per_s"]
+                for e, o in zip(
+                    results[("edgecut", streams)], results[(other, streams)], strict=True
+                )
+            ]
+            ratios.append(
+                f"{statistics.median(paired):8.2f}x ({min(paired):.2f}-{max(paired):.2f})"
+            )
+        print(f"{streams:7d} " + " ".join(cells) + "".join(f" {r:>18s}" for r in ratios))
 
 
 if __name__ == "__main__":

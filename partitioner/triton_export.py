@@ -202,7 +202,7 @@ def _export_one(
     source: Path, root: Path, name: str, version: str, options: TritonOptions
 ) -> TritonModel:
     manifest = check_split(source)
-    where = f"{source}"
+    where = str(source)
     if "tail.pt2" not in manifest["files"]:
         raise TritonExportError(f"{where} is edge-only: it has no tail for Triton to serve")
     runtime = (manifest.get("runtime") or {}).get("tail.pt2")

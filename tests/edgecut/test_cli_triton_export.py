@@ -25,7 +25,12 @@ from edgecut.cli import main
 from partitioner.deploy.artifact import load_split, read_manifest
 from partitioner.planner import Planner
 from partitioner.publish import build_repository
-from partitioner.triton_export import TritonExportError, TritonOptions, export_triton
+from partitioner.triton_export import (
+    TritonExportError,
+    TritonOptions,
+    export_triton,
+    triton_config,
+)
 
 _PARSE = """
 import json, sys
@@ -154,6 +159,40 @@ def test_two_crossing_tensors_keep_the_manifests_order(
     torch.testing.assert_close(got, artifact.run_tail(*crossing)[0], rtol=1e-5, atol=1e-5)
     with pytest.raises(RuntimeError):  # the order matters: swapped, the shapes do not fit
         scripted(*reversed(crossing))
+
+
+def test_fixed_batch_tails_and_batch_only_tensors_and_odd_names_read_back(tmp_path: Path) -> None:
+    def spec(name: str, shape: list[int], dtype: str = "float32") -> dict[str, Any]:
+        return {"name": name, "shape": shape, "dtype": dtype, "bytes": 4}
+
+    odd = 'feat "quoted" \\ é'  # a quote, a backslash and UTF-8 survive the text format
+    manifest = {
+        "model": "m",
+        "files": {"tail.pt2": {"sha256": "0" * 64, "bytes": 1}},
+        "crossing": [spec(odd, [1, 8]), spec("ids", [1, 4], "int64")],
+        "outputs": [spec("score", [1]), spec("mask", [1, 2], "bool")],
+    }
+    options = TritonOptions(max_batch=4, batch_delay_us=0, instances=3)
+    batched = tmp_path / "batched.pbtxt"
+    batched.write_text(triton_config("m", manifest, max_batch_size=4, options=options))
+    fixed = tmp_path / "fixed.pbtxt"
+    fixed.write_text(triton_config("m", manifest, max_batch_size=0, options=options))
+    got_batched, got_fixed = parse_configs(batched, fixed)
+    assert [(t["name"], t["data_type"], t["dims"]) for t in got_batched["input"]] == [
+        (odd, "TYPE_FP32", ["8"]),
+        ("ids", "TYPE_INT64", ["4"]),
+    ]
+    # A [batch] tensor: one element per frame, reshaped to no dims at all.
+    assert got_batched["output"][0] == {
+        "name": "score", "data_type": "TYPE_FP32", "dims": ["1"], "reshape": {},
+    }  # fmt: skip
+    assert got_batched["output"][1]["data_type"] == "TYPE_BOOL"
+    assert got_batched["max_batch_size"] == 4 and "dynamic_batching" in got_batched
+    assert got_batched["instance_group"] == [{"count": 3, "kind": "KIND_CPU"}]
+    # A tail with a fixed batch of 1: no batching, the full shapes.
+    assert "max_batch_size" not in got_fixed and "dynamic_batching" not in got_fixed
+    assert [t["dims"] for t in got_fixed["input"]] == [["1", "8"], ["1", "4"]]
+    assert [t["dims"] for t in got_fixed["output"]] == [["1"], ["1", "2"]]
 
 
 def _copy_version(repo: Path, tmp_path: Path, edit: dict[str, Any]) -> Path:
