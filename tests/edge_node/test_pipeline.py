@@ -8,6 +8,7 @@ rates with wide margins, never tight timings.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from edge_node.heads import EdgeModel
 from edge_node.node import EdgeConfig, EdgeNode, FrameResult
 from edge_node.sources import SyntheticSource
 from edge_node.throttle import TokenBucket
+from edgecut.cli import main
 from partitioner.errors import EdgecutError
 
 SHAPE = (1, 1, 8, 8)
@@ -120,3 +122,18 @@ def test_queue_takes_every_frame_and_counts_those_past_the_deadline_as_missed(
 def test_bad_window_or_late_policy_is_one_clear_error(field: str, value: Any, message: str) -> None:
     with pytest.raises(EdgecutError, match=message):
         EdgeConfig(**{field: value})
+
+
+def test_edge_run_takes_window_and_late_and_reports_the_accounting(
+    repo: Any, cloud: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["edge", "run", "--repository", str(repo.root), "--cloud", cloud, "--frames", "6"]
+    assert main([*argv, "--version", "2", "--window", "3", "--late", "drop", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["window"], summary["late"], summary["captured"]) == (3, "drop", 6)
+    assert _accounted(summary)
+    for bad, message in (("--window=0", "--window: must be >= 1"), ("--late=skip", "--late")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, bad])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
