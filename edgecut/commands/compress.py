@@ -10,13 +10,14 @@ from edgecut.args import (
     add_model_args,
     input_dir,
     input_file,
+    non_negative_float,
     output_dir,
     threads,
 )
 
 # For --help only: the registry imports torch, which --help must not wait for; errors
 # list the registry's own names.
-METHODS = "int8|prune|lowrank|distill|mixed"
+METHODS = "int8|prune|lowrank|distill|nas|mixed"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--codec",
         help="feature codec for the crossing tensors, e.g. int8+zstd (default: config, else plan)",
+    )
+    p.add_argument(
+        "--accuracy-budget",
+        type=non_negative_float,
+        metavar="PTS",
+        help="nas: keep the fastest searched head losing at most PTS points of validation "
+        "accuracy (default: the config's nas.accuracy_budget, 1)",
     )
     p.add_argument(
         "--baseline",
@@ -141,3 +149,5 @@ def _print_report(r: dict[str, Any]) -> None:
     out.print(
         f"Wrote {r['out']} (head runtime: {r['runtime']}; tail unchanged: {r['tail_unchanged']})"
     )
+    for path in r.get("files", []):
+        out.print(f"Wrote {path}")

@@ -149,6 +149,8 @@ def _print_search(planner, result) -> None:
         f"budget {result.accuracy_budget:g} points); uncompressed edge-only "
         f"{plan.edge_only_ms:.2f} ms, cloud-only {plan.cloud_only_ms:.2f} ms"
     )
+    if c.get("reason"):
+        out.print(f"Why: {c['reason']}")
 
 
 def _plot(planner, args, table, plan=None) -> None:

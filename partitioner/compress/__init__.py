@@ -8,6 +8,8 @@ that produces the same crossing tensors, so the tail and the cloud stay as they 
 * ``prune``: structured pruning that removes channels (torch-pruning), then distillation;
 * ``lowrank``: SVD / Tucker-2 factorisation of convs and linears, then distillation;
 * ``distill``: a narrow depthwise-separable student trained against the head;
+* ``nas``: a student head searched for the edge device (kernel, squeeze, decomposition,
+  width, depth) with a weight-sharing supernet, priced by the cost model;
 * ``mixed``: a pipeline of these, e.g. prune -> distill -> int8.
 
 Methods are registered in :data:`~partitioner.compress.registry.METHODS`; configs
@@ -19,7 +21,7 @@ accuracy budget. The feature codecs themselves live in :mod:`partitioner.codecs`
 """
 
 # The built-in methods register themselves on import; the loader resolves names in METHODS.
-from partitioner.compress import distill, lowrank, pipeline, prune, quantize  # noqa: F401
+from partitioner.compress import distill, lowrank, nas, pipeline, prune, quantize  # noqa: F401
 from partitioner.compress.config import CompressConfig
 from partitioner.compress.loader import config_from_dict, load_config
 from partitioner.compress.registry import METHODS, Method, method_config

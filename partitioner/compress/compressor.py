@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from partitioner.deploy.files import sha256_file, write_json_atomic
 from partitioner.deploy.split import Halves, split_module
 from partitioner.errors import EdgecutError
 from partitioner.model.capture import CapturedModel
+from partitioner.pricing.profiles import DEVICES, DeviceProfile
 from partitioner.solve.plan import Plan
 
 
@@ -102,6 +104,7 @@ def make_context(
     *,
     seed: int,
     progress: Progress | None = None,
+    edge: DeviceProfile | None = None,
 ) -> Context:
     example = captured.example_inputs[0]
     if example.shape[0] < 2:  # export needs two frames to keep the batch symbolic
@@ -113,7 +116,23 @@ def make_context(
         example=example,
         seed=seed,
         progress=progress,
+        edge=edge,
     )
+
+
+def plan_edge(plan: Plan) -> DeviceProfile | None:
+    """The plan's edge device preset, if it names one."""
+    return DEVICES.get(plan.edge_device) if plan.edge_device in DEVICES else None
+
+
+def write_artifacts(head: Head, out: Path) -> list[Path]:
+    """The files the methods that built ``head`` write from their notes (nas: its Pareto plot)."""
+    written: list[Path] = []
+    for method in METHODS.list():
+        note = head.notes.get(method.name)
+        if method.artifacts is not None and isinstance(note, dict):
+            written += method.artifacts(note, out)
+    return written
 
 
 def start_head(halves: Halves) -> Head:
@@ -180,8 +199,13 @@ def compress(
     data: CompressionData | None = None,
     baseline: str | Path | None = None,
     progress: Progress | None = None,
+    build: Callable[[Head, Context], Head] | None = None,
 ) -> CompressionReport:
-    """Compress the head of ``plan`` with ``config.method`` into ``out_dir``; measure both."""
+    """Compress the head of ``plan`` with ``config.method`` into ``out_dir``; measure both.
+
+    ``build(head, context)`` replaces running ``config.method`` on the uncompressed head
+    (a benchmark reuses one search's head for ``nas`` and for ``nas`` then ``int8``).
+    """
     started = time.perf_counter()
     if config.method is None:
         raise EdgecutError("no compression method: pass --method or set method: in --config")
@@ -208,10 +232,16 @@ def compress(
             base_dir = write_split(
                 captured, plan, Path(scratch) / "split", model_spec=model_spec, halves=halves
             )
-        ctx = make_context(captured, halves, data, seed=config.seed, progress=progress)
-        head = run_method(method.name, config, start_head(halves), ctx)
+        ctx = make_context(
+            captured, halves, data, seed=config.seed, progress=progress, edge=plan_edge(plan)
+        )
+        if build is not None:
+            head = build(start_head(halves), ctx)
+        else:
+            head = run_method(method.name, config, start_head(halves), ctx)
         info = {"method": method.name, "codec": codec.name, "notes": head.notes}
         write_compressed(base_dir, out, head, ctx.example, codec.name, info)
+        written = write_artifacts(head, out)
         before = load_split(base_dir)
         before_tensor_bytes = measure.shipped_tensor_bytes(base_dir / "head.pt2")
         tail_sha = before.manifest["files"].get("tail.pt2", {}).get("sha256")
@@ -250,6 +280,7 @@ def compress(
             "threads": torch.get_num_threads(),
             "seconds": 0.0,
             "out": str(out),
+            "files": [str(p) for p in written],
         },
     )
     if progress:

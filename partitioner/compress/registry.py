@@ -1,9 +1,10 @@
-"""The registry of compression methods (``int8``, ``prune``, ``lowrank``, ``distill``, ``mixed``).
+"""The registry of compression methods (``int8``, ``prune``, ``lowrank``, ``distill``, ``nas``, ``mixed``).
 
 A method is a function ``apply(head, context, config) -> head`` plus the frozen
 dataclass its config is parsed into. ``structure`` does the surgery alone (no
 training, no calibration), so that a search can price what a method would build
-before paying to train it. Register a new one with ``METHODS.register(Method(...))``
+before paying to train it; ``artifacts``, if set, writes files beside the compressed
+split from the method's notes (``nas`` draws its Pareto front). Register a new one with ``METHODS.register(Method(...))``
 in a module that ``partitioner/compress/__init__.py`` imports; the CLI, the config
 loader, the joint search and the tests reach it with ``METHODS.get(name)`` and
 ``METHODS.list()``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from partitioner.compress.config import CompressConfig, FieldError
@@ -27,6 +29,8 @@ class Method:
     structure: Callable[[Any, Any, Any], Any]  # the same surgery, untrained
     description: str
     terminal: bool = False  # its head cannot be compressed further (an int8 graph)
+    # (the method's notes, the output directory) -> files written there
+    artifacts: Callable[[dict[str, Any], Path], list[Path]] | None = None
 
 
 # Filled when ``partitioner.compress`` imports the modules of the built-in methods;

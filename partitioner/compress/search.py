@@ -9,8 +9,9 @@ measuring, so candidates are taken best-first by predicted latency and a
 (cut, method) is compressed the first time one of its candidates comes up; the
 first candidate whose measured validation accuracy is within the budget wins,
 because every candidate left is predicted to be slower. A head whose structure
-training can still change (low rank under an accuracy budget) is priced
-optimistically first and re-queued at its real price once trained.
+training can still change (low rank under an accuracy budget, and ``nas``, whose
+search is given this budget) is priced optimistically first and re-queued at its
+real price once trained. The result says which method won and why.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -98,10 +99,12 @@ class SearchResult:
     val_accuracy_after: float
     trials: list[dict[str, Any]] = field(default_factory=list)
     candidates: int = 0
+    reason: str = ""  # why this method won, for people
 
     def compression_json(self) -> dict[str, Any]:
         return {
             "method": self.method,
+            "reason": self.reason,
             "codec": self.codec,
             "accuracy_budget": self.accuracy_budget,
             "accuracy_before": self.accuracy_before,
@@ -121,7 +124,7 @@ def _cut_name(graph: Graph, edge: frozenset[str]) -> str:
     return "after " + next(n.name for n in reversed(graph.nodes) if n.name in edge)
 
 
-def _head_edge_ms(planner: Planner, head: Head, x1: torch.Tensor) -> float:
+def head_edge_ms(planner: Planner, head: Head, x1: torch.Tensor) -> float:
     """The compressed head's own graph, priced on the edge device."""
     dtype = "int8" if head.runtime == PT2E_INT8 else None
     graph = capture(head.structure, x1, name="head").graph
@@ -183,6 +186,7 @@ def search(
             f"{cost.edge.name} answers only for the nodes it measured (use e.g. rpi4)"
         )
     bw = cost.network.uplink_mbps if bandwidth_mbps is None else bandwidth_mbps
+    config = _with_budget(config, accuracy_budget)
     if data is None:
         data = resolve_data(
             config.data,
@@ -210,7 +214,7 @@ def search(
     for ci, edge in enumerate(all_cuts):
         report("search: price candidates", ci, len(all_cuts))
         halves = split_module(planner.captured, edge)
-        ctx = make_context(planner.captured, halves, data, seed=config.seed)
+        ctx = make_context(planner.captured, halves, data, seed=config.seed, edge=cost.edge)
         crossing = graph.crossing(edge)
         usable = [CODECS.get(NONE)] if not crossing else codec_list
         costs: dict[str, tuple[CostModel, Prediction]] = {}
@@ -239,7 +243,7 @@ def search(
                     )
                     if head.runtime == PT2E_INT8 and not int8_ok:
                         raise EdgecutError(f"{cost.edge.name} has no int8 compute")
-                    edge_ms = _head_edge_ms(planner, head, x1)
+                    edge_ms = head_edge_ms(planner, head, x1)
                 except EdgecutError as exc:
                     skipped.append({"cut": cut.name, "method": method, "reason": str(exc)})
                     continue
@@ -319,14 +323,32 @@ def search(
 
 def _structure_may_change(method: str, config: CompressConfig) -> bool:
     """Whether training decides the structure (then the untrained price is a lower bound)."""
+    if method == "nas":
+        return True
     if method == "lowrank":
         return method_config(config, "lowrank").accuracy_budget is not None
     if method == "mixed":
         return any(
-            s.method == "lowrank" and s.config.accuracy_budget is not None
+            s.method == "nas" or (s.method == "lowrank" and s.config.accuracy_budget is not None)
             for s in method_config(config, "mixed").steps
         )
     return False
+
+
+def _with_budget(config: CompressConfig, budget: float) -> CompressConfig:
+    """``config`` with the search's accuracy budget given to ``nas`` (alone or in a pipeline)."""
+    if "nas" not in METHODS:
+        return config
+    sections = dict(config.sections)
+    sections["nas"] = replace(method_config(config, "nas"), accuracy_budget=budget)
+    if "mixed" in sections:
+        mixed = method_config(config, "mixed")
+        steps = tuple(
+            replace(s, config=replace(s.config, accuracy_budget=budget)) if s.method == "nas" else s
+            for s in mixed.steps
+        )
+        sections["mixed"] = replace(mixed, steps=steps)
+    return replace(config, sections=sections)
 
 
 def _frames(ctx: Context, head: nn.Module) -> list[np.ndarray]:
@@ -345,13 +367,36 @@ def _train(
         head = run_method(method, config, start_head(cut.halves), cut.ctx)
     except EdgecutError as exc:
         return _Trained(start_head(cut.halves), 0.0, str(exc))
-    return _Trained(head, _head_edge_ms(planner, head, x1))
+    return _Trained(head, head_edge_ms(planner, head, x1))
 
 
 def _val_accuracy(cut: _Cut, head: nn.Module, codec: str) -> float:
     data = cut.ctx.data
     tail = cut.ctx.tail
     return measure.accuracy(head, tail, data.x_val, data.y_val, codec)
+
+
+def _reason(
+    cut: str, method: str, codec: str, budget: float, trials: list[dict[str, Any]], candidates: int
+) -> str:
+    """Why the search stopped here: faster candidates lost too much, the rest are slower."""
+    won = trials[-1]
+    faster = trials[:-1]
+    why = (
+        f"{method} won: {cut} with codec {codec} is predicted at {won['predicted_ms']:.2f} ms "
+        f"per frame, the fastest combination whose validation accuracy stays within "
+        f"{budget:g} points (drop {won['val_drop']:.2f})"
+    )
+    if faster:
+        worst = sorted(faster, key=lambda t: t["predicted_ms"])[:3]
+        lost = ", ".join(
+            f"{t['method']} {t['cut']} {t['codec']} (drop {t['val_drop']:.2f})" for t in worst
+        )
+        why += f"; {len(faster)} faster-predicted combinations lost more: {lost}"
+    rest = candidates - len(trials)
+    if rest > 0:
+        why += f"; the other {rest} are predicted slower"
+    return why
 
 
 def _result(
@@ -407,6 +452,7 @@ def _result(
         val_after,
         trials,
         candidates,
+        _reason(cut.name, method, codec_name, budget, trials, candidates),
     )
     plan.extra["compression"] = {
         **found.compression_json(),

@@ -147,14 +147,14 @@ DEFAULT_CONFIG = DigitsTrainConfig()
 ProgressCallback = Callable[[int, float], None]
 
 
-def _shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[torch.Tensor]:
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[torch.Tensor]:
     """Index batches of one epoch, in an order drawn from ``rng`` alone."""
     order = torch.from_numpy(rng.permutation(n))
     yield from torch.split(order, batch_size)
 
 
 @contextlib.contextmanager
-def _reproducible_cpu() -> Iterator[None]:
+def reproducible_cpu() -> Iterator[None]:
     """Deterministic kernels on one intra-op thread, restoring both settings afterwards.
 
     One thread because reductions split across threads round differently (the weights
@@ -185,7 +185,7 @@ def train_digits_cnn(
     rng = np.random.default_rng(config.seed)
     n_train = split.x_train.shape[0]
     steps = config.epochs * math.ceil(n_train / config.batch_size)
-    with torch.random.fork_rng(devices=[]), _reproducible_cpu():
+    with torch.random.fork_rng(devices=[]), reproducible_cpu():
         torch.manual_seed(config.seed)
         model = DigitsCNN()
         optimizer = torch.optim.AdamW(
@@ -195,7 +195,7 @@ def train_digits_cnn(
         model.train()
         for epoch in range(1, config.epochs + 1):
             loss_sum = 0.0
-            for index in _shuffled_batches(n_train, config.batch_size, rng):
+            for index in shuffled_batches(n_train, config.batch_size, rng):
                 loss = F.cross_entropy(model(split.x_train[index]), split.y_train[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -242,7 +242,7 @@ def cache_path(config: DigitsTrainConfig = DEFAULT_CONFIG) -> Path:
     return cache_dir() / f"digits_cnn-{hashlib.sha256(key).hexdigest()[:12]}.pt"
 
 
-def _save_atomically(state: dict[str, torch.Tensor], path: Path) -> None:
+def save_atomically(state: dict[str, torch.Tensor], path: Path) -> None:
     # Write to a temporary file in the same directory and rename it over the target:
     # a concurrent reader sees either no file or a whole one, never a partial write.
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +271,7 @@ def trained_digits_cnn(config: DigitsTrainConfig = DEFAULT_CONFIG) -> DigitsCNN:
         pass
     model = train_digits_cnn(config)
     try:
-        _save_atomically(model.state_dict(), path)
+        save_atomically(model.state_dict(), path)
     except OSError as exc:
         warnings.warn(f"could not cache digits_cnn weights at {path}: {exc}", stacklevel=2)
     return model

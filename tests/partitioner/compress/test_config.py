@@ -14,7 +14,7 @@ from partitioner.errors import ConfigError, EdgecutError
 
 
 def test_the_built_in_methods_are_registered() -> None:
-    assert METHODS.names() == ["distill", "int8", "lowrank", "mixed", "prune"]
+    assert METHODS.names() == ["distill", "int8", "lowrank", "mixed", "nas", "prune"]
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -82,7 +82,7 @@ def test_bad_yaml_and_missing_file(tmp_path) -> None:
 
 
 def test_unknown_method_lists_the_registry() -> None:
-    with pytest.raises(EdgecutError, match=r"expected one of distill, int8, lowrank, mixed, prune"):
+    with pytest.raises(EdgecutError, match=r"expected one of distill, int8, lowrank, mixed, nas, prune"):
         METHODS.get("svd")
 
 
