@@ -37,6 +37,32 @@ import numpy as np
 RunFn = Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]]
 
 
+@dataclass(frozen=True)
+class Stacking:
+    """Where a run's tensors hold their frames (a tail's manifest says): the dim of each input
+    and each output frames are concatenated along, and how many entries one frame has there
+    (k where windows are folded into the batch, Swin's ``k * batch``)."""
+
+    input_dims: tuple[int, ...]
+    output_dims: tuple[int, ...]
+    output_per_frame: tuple[int, ...]
+    input_per_frame: tuple[int, ...] = ()  # default: 1 each
+
+    def frames(self, inputs: Sequence[np.ndarray]) -> int:
+        """How many frames ``inputs`` hold (read from the first one)."""
+        if not inputs or not inputs[0].ndim:
+            return 1
+        k = self.input_per_frame[0] if self.input_per_frame else 1
+        return int(inputs[0].shape[self.input_dims[0]]) // max(k, 1)
+
+
+def _take_frames(array: np.ndarray, dim: int, start: int, stop: int) -> np.ndarray:
+    """``array[start:stop]`` along ``dim`` (a view)."""
+    index = [slice(None)] * array.ndim
+    index[dim] = slice(start, stop)
+    return array[tuple(index)]
+
+
 class QueueFull(Exception):
     """The queue holds too many frames to take a request now: the caller should back off."""
 
@@ -95,6 +121,7 @@ class _Pending:
     max_batch: int
     enqueued_s: float
     future: Future[BatchResult] = field(default_factory=Future)
+    stacking: Stacking | None = None  # None: every tensor holds its frames in dim 0
 
 
 class _ClaimingFuture(Future[BatchResult]):
@@ -203,18 +230,28 @@ class Batcher:
         *,
         max_batch: int | None = None,
         reservation: Reservation | None = None,
+        stacking: Stacking | None = None,
     ) -> Future[BatchResult]:
-        """Queue one request (every input with the same leading batch) for ``run``.
+        """Queue one request (every input with the same batch) for ``run``.
 
         ``max_batch`` lowers the batch limit for this key (a tail exported for batch 1 only).
         With a ``reservation`` for the same frames the room is already held; without one the
-        queue limit is checked here (:class:`BatchTooLarge`, :class:`QueueFull`).
+        queue limit is checked here (:class:`BatchTooLarge`, :class:`QueueFull`). ``stacking``
+        says where the inputs and outputs hold their frames (default: dim 0 of each).
         """
-        frames = int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1
+        if stacking is not None:
+            frames = stacking.frames(inputs)
+        else:
+            frames = int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1
         if reservation is not None and reservation.frames != frames:
             raise ValueError(f"a reservation of {reservation.frames} frames for {frames}")
         pending = _Pending(
-            inputs, frames, run, min(self.max_batch, max_batch or self.max_batch), time.monotonic()
+            inputs,
+            frames,
+            run,
+            min(self.max_batch, max_batch or self.max_batch),
+            time.monotonic(),
+            stacking=stacking,
         )
         with self._cond:
             if reservation is None:
@@ -340,11 +377,14 @@ class Batcher:
         started = time.monotonic()
         frames = sum(p.frames for p in batch)
         try:
+            stacking = batch[0].stacking
             if len(batch) == 1:
                 outputs = list(batch[0].run(batch[0].inputs))
             else:
                 joined = [
-                    np.concatenate([p.inputs[i] for p in batch], axis=0)
+                    np.concatenate(
+                        [p.inputs[i] for p in batch], axis=stacking.input_dims[i] if stacking else 0
+                    )
                     for i in range(len(batch[0].inputs))
                 ]
                 outputs = list(batch[0].run(joined))
@@ -357,7 +397,17 @@ class Batcher:
             self._on_batch(key, frames, compute_s, started - batch[0].enqueued_s, instance)
         offset = 0
         for pending in batch:
-            part = [o[offset : offset + pending.frames] for o in outputs]
+            if len(batch) == 1:  # its own outputs, whatever dim holds the batch
+                part = outputs
+            elif stacking is None:
+                part = [o[offset : offset + pending.frames] for o in outputs]
+            else:
+                part = [
+                    _take_frames(o, dim, offset * k, (offset + pending.frames) * k)
+                    for o, dim, k in zip(
+                        outputs, stacking.output_dims, stacking.output_per_frame, strict=True
+                    )
+                ]
             offset += pending.frames
             pending.future.set_result(
                 BatchResult(part, started - pending.enqueued_s, compute_s, frames)

@@ -172,13 +172,13 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             response.inputs.add(
                 name=spec.name,
                 datatype=crossing.oip_datatype(spec.dtype),
-                shape=[-1, *spec.shape[1:]],
+                shape=crossing.oip_shape(spec),
             )
         for spec in tail.outputs:
             response.outputs.add(
                 name=spec.name,
                 datatype=crossing.oip_datatype(spec.dtype),
-                shape=[-1, *spec.shape[1:]],
+                shape=crossing.oip_shape(spec),
             )
         response.properties["edgecut.version"] = tail.version
         response.properties["edgecut.codec"] = str(tail.manifest.get("codec", "none"))
@@ -376,7 +376,12 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 raise Refused(_status(exc.code), str(exc)) from None
             try:
                 future = self._batcher.submit(
-                    tail, inputs, tail.run, max_batch=tail.max_batch, reservation=reservation
+                    tail,
+                    inputs,
+                    tail.run,
+                    max_batch=tail.max_batch,
+                    reservation=reservation,
+                    stacking=tail.stacking,
                 )
             except BatcherClosed as exc:
                 raise Refused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None

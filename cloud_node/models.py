@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cloud_node.batcher import Stacking
 from partitioner.deploy.artifact import ManifestTensors
 from partitioner.deploy.repository import RepositoryModel, scan_repository
 from partitioner.errors import ArtifactError, EdgecutError
 
 if TYPE_CHECKING:
     from partitioner.deploy.signing import TrustKey
+    from partitioner.model.graph import TensorSpec
 
 READY, LOADING, UNAVAILABLE, FAILED = "READY", "LOADING", "UNAVAILABLE", "FAILED"
 
@@ -60,9 +62,23 @@ class Tail(ManifestTensors):
 
     @property
     def max_batch(self) -> int:
+        """Frames one run takes: any batch when exported so, unless a tensor it takes or returns
+        has no batch dim (requests could not be stacked along it), then one frame at a time."""
         from partitioner.model.graph import MAX_BATCH
 
-        return MAX_BATCH if self.manifest.get("dynamic_batch") else 1
+        stackable = all(t.batch_dim is not None for t in (*self.crossing, *self.outputs))
+        return MAX_BATCH if self.manifest.get("dynamic_batch") and stackable else 1
+
+    @property
+    def stacking(self) -> Stacking:
+        """Where the tail's inputs and outputs hold their frames, for the batcher."""
+        inputs, outputs = self.crossing, self.outputs
+        return Stacking(
+            input_dims=tuple(t.batch_dim or 0 for t in inputs),
+            output_dims=tuple(t.batch_dim or 0 for t in outputs),
+            output_per_frame=tuple(_per_frame(t) for t in outputs),
+            input_per_frame=tuple(_per_frame(t) for t in inputs),
+        )
 
     @property
     def head_sha256(self) -> str:
@@ -96,6 +112,11 @@ class Tail(ManifestTensors):
         with torch.inference_mode():
             out = self.module(*tensors)
         return [t.numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
+def _per_frame(spec: TensorSpec) -> int:
+    """Entries one frame has in ``spec``'s batch dim (k of a folded ``k * batch``)."""
+    return spec.shape[spec.batch_dim] if spec.batch_dim is not None and spec.shape else 1
 
 
 def read_tail(

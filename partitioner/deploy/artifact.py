@@ -157,10 +157,10 @@ def check_split(path: str | Path, trust: TrustKey | None = None) -> dict[str, An
 
 
 def example_inputs(specs: list[dict[str, Any]], batch: int) -> tuple[torch.Tensor, ...]:
-    """Zeros shaped like a manifest's ``specs`` with batch ``batch``: what a runtime prepares a
-    half with. The shapes were bounded when the manifest was read."""
+    """Zeros shaped like a manifest's ``specs`` with ``batch`` frames in each one's batch dim:
+    what a runtime prepares a half with. The shapes were bounded when the manifest was read."""
     return tuple(
-        torch.zeros((batch, *spec["shape"][1:]), dtype=getattr(torch, spec["dtype"]))
+        torch.zeros(TensorSpec.from_json(spec).batched(batch), dtype=getattr(torch, spec["dtype"]))
         for spec in specs
     )
 

@@ -90,9 +90,20 @@ def oip_datatype(dtype: np.dtype[Any] | str) -> str:
     return f"{prefix}{dt.itemsize * 8}" if prefix else str(dt)
 
 
+def oip_shape(spec: TensorSpec) -> list[int]:
+    """The shape a client sends ``spec`` in: -1 (any batch) in its batch dim, ``[-1, 64, 8, 8]``
+    or ``[16, -1, 32]`` (sequence first); as is when it has no batch dim."""
+    shape = list(spec.shape)
+    if spec.batch_dim is not None and shape:
+        shape[spec.batch_dim] = -1
+    return shape
+
+
 def describe(spec: TensorSpec) -> str:
     """``'layer1.0.relu2' FP32 [-1, 64, 8, 8]``: a crossing tensor as a client must send it."""
-    return f"{spec.name!r} {oip_datatype(spec.dtype)} {[-1, *spec.shape[1:]]}"
+    per_frame = spec.shape[spec.batch_dim] if spec.batch_dim is not None and spec.shape else 1
+    folded = f" ({per_frame} per frame in dim {spec.batch_dim})" if per_frame != 1 else ""
+    return f"{spec.name!r} {oip_datatype(spec.dtype)} {oip_shape(spec)}{folded}"
 
 
 def companion_name(tensor: str, param: str) -> str:
@@ -171,8 +182,9 @@ def _shape_param(spec: TensorSpec, value: ParamValue | None) -> tuple[int, ...]:
 
 
 def _check_shape(spec: TensorSpec, shape: tuple[int, ...], max_batch: int, what: str) -> int:
-    """The batch of ``shape`` once its other dimensions match the manifest."""
-    expected = [-1, *spec.shape[1:]]
+    """The batch of ``shape`` once its other dimensions match the manifest (the batch is in
+    the tensor's ``batch_dim``, frames stacked along it; a tensor without one is one frame)."""
+    expected = oip_shape(spec)
     if any(d < 0 for d in shape):
         raise CrossingError(
             f"input {spec.name!r}: {what} {_shown(shape)} has a negative dimension; expected "
@@ -184,12 +196,17 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...], max_batch: int, what:
             f"input {spec.name!r}: {what} {_shown(shape)}, expected {expected} (any batch >= 1)",
             tensor=spec.name,
         )
-    if tuple(shape[1:]) != tuple(spec.shape[1:]):
+    at = spec.batch_dim if spec.batch_dim is not None and shape else None
+    others = [i for i in range(len(shape)) if i != at]
+    per_frame = spec.shape[at] if at is not None else 1
+    if any(shape[i] != spec.shape[i] for i in others) or (
+        at is not None and per_frame > 1 and shape[at] % per_frame
+    ):
         raise CrossingError(
             f"input {spec.name!r}: {what} {_shown(shape)} does not match the cut's {expected}",
             tensor=spec.name,
         )
-    batch = shape[0]
+    batch = shape[at] // max(per_frame, 1) if at is not None else 1
     if batch < 1:
         raise CrossingError(
             f"input {spec.name!r}: {what} {_shown(shape)} has batch {batch}, expected >= 1",

@@ -395,11 +395,11 @@ class _BatchShapes:
         """
         if not self.subs:
             return 0
-        grows = [
-            (i, d.node.expr)
-            for i, d in enumerate(t.shape)
-            if isinstance(d, torch.SymInt) and d.node.expr.free_symbols & self.subs.keys()
-        ]
+        grows = []
+        for i, d in enumerate(t.shape):
+            size: object = d  # torch types shapes as ints; under export they may be SymInts
+            if isinstance(size, torch.SymInt) and size.node.expr.free_symbols & self.subs.keys():
+                grows.append((i, size.node.expr))
         if len(grows) != 1:
             return None
         i, expr = grows[0]

@@ -107,3 +107,56 @@ def test_a_payload_that_does_not_decode_is_the_senders_error() -> None:
     crossing.check_inputs(_wire(inputs, params), SPECS, max_batch=8)
     with pytest.raises(crossing.CrossingError, match="payload does not decode"):
         crossing.decode_inputs(inputs, params, SPECS)
+
+
+# A sequence-first transformer's (S, B, E) and Swin's windows folded into the batch (4 a frame).
+BATCH_ELSEWHERE = [
+    TensorSpec("encoder.layers.0.norm1", (16, 1, 32), "float32", 2048, batch_dim=1),
+    TensorSpec("attn.permute", (3, 4, 2, 8), "float32", 768, batch_dim=1),
+]
+
+
+@pytest.mark.parametrize("codec", ["none", "int8", "fp16+zstd"])
+def test_the_batch_is_read_from_each_tensors_batch_dim(codec: str) -> None:
+    rng = np.random.default_rng(0)
+    tensors = [rng.standard_normal(s.batched(3), dtype=np.float32) for s in BATCH_ELSEWHERE]
+    assert [t.shape for t in tensors] == [(16, 3, 32), (3, 12, 2, 8)]
+    inputs, params = crossing.encode_inputs(tensors, BATCH_ELSEWHERE, codec)
+    assert crossing.check_inputs(_wire(inputs, params), BATCH_ELSEWHERE, max_batch=8) == 3
+    decoded = crossing.decode_inputs(inputs, params, BATCH_ELSEWHERE)
+    assert [d.shape for d in decoded] == [t.shape for t in tensors]
+    assert crossing.describe(BATCH_ELSEWHERE[0]).endswith("FP32 [16, -1, 32]")
+    assert "[3, -1, 2, 8] (4 per frame in dim 1)" in crossing.describe(BATCH_ELSEWHERE[1])
+
+
+@pytest.mark.parametrize(
+    ("shapes", "message"),
+    [
+        ([(3, 16, 32), (3, 4, 2, 8)], r"\[3, 16, 32\] does not match the cut's \[16, -1, 32\]"),
+        ([(16, 1, 32), (3, 6, 2, 8)], r"does not match the cut's \[3, -1, 2, 8\]"),  # not 4k
+        ([(16, 2, 32), (3, 4, 2, 8)], "inputs disagree on the batch size"),
+        ([(16, 9, 32), (3, 36, 2, 8)], "batch 9 exceeds this model's limit of 8"),
+    ],
+)
+def test_a_batch_in_the_wrong_dim_is_refused(shapes: list[tuple[int, ...]], message: str) -> None:
+    inputs = {
+        s.name: np.zeros(shape, np.float32)
+        for s, shape in zip(BATCH_ELSEWHERE, shapes, strict=True)
+    }
+    with pytest.raises(crossing.CrossingError, match=message):
+        crossing.check_inputs(_wire(inputs, {}), BATCH_ELSEWHERE, max_batch=8)
+
+
+def test_a_spec_without_batch_dim_is_one_frame_of_its_shape() -> None:
+    spec = TensorSpec("ids", (1, 16), "int64", 128, batch_dim=None)
+    assert (
+        crossing.check_inputs(_wire({"ids": np.zeros((1, 16), np.int64)}, {}), [spec], max_batch=8)
+        == 1
+    )
+    with pytest.raises(
+        crossing.CrossingError, match=r"\[2, 16\] does not match the cut's \[1, 16\]"
+    ):
+        crossing.check_inputs(_wire({"ids": np.zeros((2, 16), np.int64)}, {}), [spec], max_batch=8)
+    assert TensorSpec.from_json(spec.to_json()) == spec
+    old = {"name": "x", "shape": [1, 3], "dtype": "float32", "bytes": 12}  # before batch_dim
+    assert TensorSpec.from_json(old).batch_dim == 0
