@@ -137,3 +137,29 @@ def test_edge_run_takes_window_and_late_and_reports_the_accounting(
             main([*argv, bad])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_requests_queued_behind_each_other_do_not_lower_the_uplink_estimate(
+    edge_model: EdgeModel, cloud: str
+) -> None:
+    # Four requests in flight share a 0.5 Mbit/s uplink: each waits for the ones ahead of
+    # it. Counted as its own, that wait would put the estimate near 0.5 / 4.
+    bucket = TokenBucket(0.5, burst_bytes=1500)
+    with CloudClient(cloud, uplink=bucket) as client:
+        node = EdgeNode(edge_model, client, EdgeConfig(version="2", window=4))
+        summary = node.run(SyntheticSource(SHAPE, frames=12, seed=8))
+    assert summary["answered"] == 12 and summary["bytes_sent"] / 12 > 2000
+    assert 0.3 < summary["estimate_mbps"] < 0.65, summary["estimate_mbps"]
+
+
+def test_a_lost_cloud_falls_back_frame_by_frame_with_frames_in_flight(
+    edge_model: EdgeModel, closed_port: str
+) -> None:
+    with CloudClient(closed_port) as client:
+        config = EdgeConfig(version="1", retry_interval_s=0.0, window=4)
+        node = EdgeNode(edge_model, client, config, check_cloud=False)
+        results: list[FrameResult] = []
+        summary = node.run(SyntheticSource(SHAPE, frames=8, seed=9), results.append)
+    assert [r.frame_id for r in results] == list(range(8))
+    assert {r.where for r in results} == {"local"} and summary["fallbacks"] == 8
+    assert summary["captured"] == summary["answered"] == 8 and _accounted(summary)
