@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,16 @@ def serve(
 
 
 def load(
-    port: int, crossing: list, arrays: list[np.ndarray], codec: str, clients: int, seconds: float
+    port: int,
+    crossing: list,
+    arrays: list[np.ndarray],
+    codec: str,
+    clients: int,
+    seconds: float,
+    on_start: Callable[[], None] | None = None,
 ) -> dict:
+    """``clients`` closed-loop callers for ``seconds`` after a warm-up (``on_start`` is called
+    between the two)."""
     from partitioner.deploy.crossing import encode_inputs
     from protos import serde, transport
     from protos.inference import grpc_service_pb2_grpc as pb_grpc
@@ -77,6 +86,8 @@ def load(
     ]
     for stub in stubs:  # warm up: connect, load, first batches
         stub.ModelInfer(msg, timeout=120)
+    if on_start is not None:
+        on_start()
     stop = time.monotonic() + seconds
     latencies: list[list[float]] = [[] for _ in range(clients)]
     batches: list[list[int]] = [[] for _ in range(clients)]

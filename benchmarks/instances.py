@@ -53,10 +53,15 @@ def compare(
         for r in range(rounds):
             order = list(running.items())
             for name, (proc, port) in order if r % 2 == 0 else order[::-1]:  # A B, B A, ...
-                cpu0, wall0 = cpu_s(proc.pid), time.monotonic()
-                result = load(port, crossing, arrays, "none", streams, seconds)
-                # The server's CPU over the run (warm-up included): how many cores it got.
-                result["server_cores"] = (cpu_s(proc.pid) - cpu0) / (time.monotonic() - wall0)
+                mark: list[float] = []
+                result = load(
+                    port, crossing, arrays, "none", streams, seconds,
+                    on_start=lambda pid=proc.pid, mark=mark: mark.extend(
+                        (cpu_s(pid), time.monotonic())
+                    ),
+                )  # fmt: skip
+                # The server's CPU over the timed run: how many cores it got.
+                result["server_cores"] = (cpu_s(proc.pid) - mark[0]) / (time.monotonic() - mark[1])
                 results[name].append(result)
                 print(
                     f"  {label} round {r + 1}: {name:<26} {result['frames_per_s']:7.1f} frames/s"
