@@ -47,7 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="repository directory",
     )
-    build.add_argument("--name", help="model name in the repository (default: the model's)")
+    build.add_argument(
+        "--name",
+        help="model name in the repository (default: the zoo name, or FACTORY for "
+        "--model file.py:FACTORY or pkg.module:FACTORY)",
+    )
     build.add_argument(
         "--cut-after",
         action="append",
@@ -131,6 +135,7 @@ def run_build(args: argparse.Namespace) -> int:
     from edgecut import api
     from edgecut.args import make_planner
     from edgecut.output import Progress, print_json
+    from partitioner.model.spec import short_name
 
     # Each step takes seconds: a bar on a terminal, a log line per step otherwise.
     with Progress(prefix="edgecut repository build") as progress:
@@ -141,7 +146,7 @@ def run_build(args: argparse.Namespace) -> int:
             sweep_bandwidth=args.sweep_bandwidth,
             cut_after=args.cut_after,
             cloud_only=args.cloud_only,
-            name=args.name,
+            name=args.name or short_name(args.model),
             with_local=not args.no_local,
             objective=args.objective,
             solver=args.solver,

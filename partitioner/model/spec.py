@@ -100,6 +100,14 @@ def _looks_like_path(target: str) -> bool:
     return "/" in target or "\\" in target or target.endswith(".py") or Path(target).is_file()
 
 
+def short_name(spec: str) -> str:
+    """The name a ``--model`` spec goes by where a path cannot (a repository's model
+    directory): a zoo name as is, the factory's name for ``file.py:factory`` and
+    ``pkg.module:factory``."""
+    spec = spec.strip()
+    return spec.rpartition(":")[2] if ":" in spec else spec
+
+
 def load_model(spec: str, input_shape: tuple[int, ...] | None = None) -> LoadedModel:
     """Resolve ``spec`` to a module in eval mode and the input shape to run it with.
 
