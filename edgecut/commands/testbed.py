@@ -78,6 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     cleanup = actions.add_parser(
         "cleanup", help="remove testbed namespaces, links and processes left behind"
     )
+    cleanup.add_argument(
+        "--all",
+        action="store_true",
+        help="also remove the testbeds of processes still running (default: only orphans)",
+    )
     cleanup.add_argument("--json", action="store_true", help="print JSON")
     cleanup.set_defaults(run=run_cleanup)
 
@@ -206,7 +211,7 @@ def run_cleanup(args: argparse.Namespace) -> int:
     from edgecut.testbed.link import check_root, cleanup
 
     check_root()
-    namespaces, links = cleanup()
+    namespaces, links = cleanup(everything=args.all)
     if args.json:
         print_json({"namespaces": namespaces, "links": links})
     else:

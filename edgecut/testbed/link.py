@@ -14,9 +14,10 @@ then paced at the rate (the way ``tc-netem(8)`` nests a rate limiter). Kernels w
 then reports ``delay_via == "edge"`` and the caller adds the delay in user space on the edge
 (``edgecut edge run --emulate-rtt-ms``, a fixed wait per request before it is sent).
 
-Everything a link makes has a name starting with :data:`PREFIX`; :meth:`Link.close` removes
-what this link made (killing any process still inside its namespaces first), and
-:func:`cleanup` removes every leftover with the prefix, e.g. after a ``kill -9``.
+Everything a link makes has a name starting with :data:`PREFIX` and holding its process's
+pid; :meth:`Link.close` removes what this link made (killing any process still inside its
+namespaces first), and :func:`cleanup` removes what processes that no longer run left behind
+(after a ``kill -9``), sparing the testbeds still running.
 
     with Link.create(rate_mbit=5, delay_ms=20) as link:
         link.exec(["python", "-m", "edgecut.cli", "cloud", "serve", ...], side="cloud")
@@ -78,9 +79,30 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def new_tag() -> str:
+    """``<pid>x<n>``: whose it is (so cleanup spares the living) and which of its links."""
+    return f"{os.getpid()}x{next(_serial) % 100}"  # interface names stay within 15 characters
+
+
+def owner_pid(name: str) -> int | None:
+    """The pid in a testbed name (``ectb-1234x0-edge``, ``ectb1234x0e``), or None."""
+    digits = name.removeprefix(PREFIX).lstrip("-").split("x", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def has_netem() -> bool:
     """Whether this kernel has the netem qdisc (probed on a throwaway namespace)."""
-    ns = f"{PREFIX}-probe-{os.getpid()}-{next(_serial)}"
+    ns = f"{PREFIX}-{new_tag()}-probe"
     run("ip", "netns", "add", ns)
     try:
         probe = run("tc", "-n", ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
@@ -117,7 +139,7 @@ class Link:
             raise TestbedError(f"link rate must be > 0 Mbit/s, got {rate_mbit}")
         if delay_ms < 0:
             raise TestbedError(f"link delay must be >= 0 ms, got {delay_ms}")
-        tag = f"{os.getpid() % 100_000}x{next(_serial)}"
+        tag = new_tag()
         delay_via = "none" if delay_ms == 0 else ("netem" if has_netem() else "edge")
         link = cls(
             name=f"{PREFIX}-{tag}",
@@ -275,9 +297,17 @@ def leftovers() -> tuple[list[str], list[str]]:
     return namespaces, links
 
 
-def cleanup() -> tuple[list[str], list[str]]:
-    """Remove every testbed namespace (and its processes) and interface left behind."""
+def cleanup(*, everything: bool = False) -> tuple[list[str], list[str]]:
+    """Remove testbed namespaces (and their processes) and interfaces left behind by
+    processes that no longer run; with ``everything``, also those of running testbeds."""
     namespaces, links = leftovers()
+
+    def orphaned(name: str) -> bool:
+        pid = owner_pid(name)
+        return everything or pid is None or not alive(pid)
+
+    namespaces = [ns for ns in namespaces if orphaned(ns)]
+    links = [ln for ln in links if orphaned(ln)]
     for ns in namespaces:
         remove_namespace(ns)
     for ifname in links:

@@ -7,6 +7,7 @@ is named after this process's pid, so the checks see only what these tests made.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -35,7 +36,7 @@ if shutil.which("ip") is None or shutil.which("tc") is None:
 
 def _ours(pid: int = os.getpid()) -> tuple[list[str], list[str]]:
     """Namespaces and root interfaces left by testbeds of process ``pid``."""
-    tag = f"{pid % 100_000}x"
+    tag = f"{pid}x"
     namespaces, links = leftovers()
     return (
         [ns for ns in namespaces if ns.startswith(f"{PREFIX}-{tag}")],
@@ -143,14 +144,35 @@ def test_sigint_to_a_testbed_leaves_nothing_behind(resnet_repo: Repo, tmp_path: 
     assert _ours(proc.pid) == ([], [])
 
 
-def test_cleanup_removes_what_a_killed_testbed_left() -> None:
-    link = Link.create(5.0, edge_in_root=True)  # never closed: as if its process was killed
-    holder = subprocess.Popen(link.exec_argv(["sleep", "600"], "cloud"))
-    assert _ours()[0] == [link.cloud_ns] and _ours()[1] == [link.edge_if]
-    result = subprocess.run(
-        [sys.executable, "-m", "edgecut.cli", "testbed", "cleanup"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert holder.wait(timeout=10) != 0  # killed by the cleanup
+def test_cleanup_removes_what_a_killed_testbed_left(tmp_path: Path) -> None:
+    # A process builds a link, starts a process inside it, and is killed with SIGKILL.
+    script = (
+        "import subprocess, sys, time\n"
+        "from edgecut.testbed.link import Link\n"
+        "link = Link.create(5.0, edge_in_root=True)\n"
+        "held = subprocess.Popen(link.exec_argv(['sleep', '600'], 'cloud'))\n"
+        "print(held.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    held_pid = int(owner.stdout.readline())
+    own = Link.create(5.0)  # a running testbed's link: cleanup must spare it
+    try:
+        owner.kill()
+        owner.wait(timeout=10)
+        left = _ours(owner.pid)
+        assert len(left[0]) == 1 and len(left[1]) == 1
+        result = subprocess.run(
+            [sys.executable, "-m", "edgecut.cli", "testbed", "cleanup", "--json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        removed = json.loads(result.stdout)
+        assert left[0][0] in removed["namespaces"] and left[1][0] in removed["links"]
+        assert not _alive(held_pid)  # killed by the cleanup
+        assert _ours(owner.pid) == ([], [])
+        assert own.cloud_ns in leftovers()[0]
+    finally:
+        own.close()
     assert _ours() == ([], [])
