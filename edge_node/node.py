@@ -601,12 +601,16 @@ class EdgeNode:
         pending: deque[tuple[Future[FrameResult], bool]] = deque()
         inflight = 0
         full: deque[tuple[float, float]] = deque()  # spans during which the window was full
+        freed_s = -math.inf  # when the latest hand-over freed its slot: in order, so the
+        # latest answer of the frames handed over (not when this loop got round to it)
 
         def hand_over_next() -> FrameResult:
-            nonlocal inflight
+            nonlocal inflight, freed_s
             future, holds_slot = pending.popleft()
             result = future.result()
             inflight -= holds_slot
+            if holds_slot:
+                freed_s = max(freed_s, result.answered_s)
             if on_result is not None:
                 on_result(result)
             return result
@@ -631,11 +635,9 @@ class EdgeNode:
                 if inflight >= window:
                     # Full from when this frame took the last slot until the oldest frame in
                     # flight is answered and handed over.
-                    while True:
-                        result = hand_over_next()
-                        if result.where != SKIPPED:
-                            break
-                    full.append((taken_s, max(taken_s, result.answered_s)))
+                    while hand_over_next().where == SKIPPED:
+                        pass
+                    full.append((taken_s, max(taken_s, freed_s)))
                 while pending and pending[0][0].done():
                     hand_over_next()
             while pending:
