@@ -127,3 +127,57 @@ def test_solved_plan_splits(captured_zoo, tmp_path) -> None:
     x = torch.randn(1, *cap.input_shape[1:])
     with torch.inference_mode():
         torch.testing.assert_close(art.run(x)[0], model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_manifests_say_where_the_batch_is_and_old_ones_mean_dim_0(
+    googlenet_split, tmp_path
+) -> None:
+    *_, out = googlenet_split
+    m = read_manifest(out)
+    assert all(t["batch_dim"] == 0 for t in (*m["inputs"], *m["crossing"], *m["outputs"]))
+    # A manifest written before batch_dim: the field is absent, and it loads as dim 0.
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    for field in ("inputs", "crossing", "outputs"):
+        for t in m[field]:
+            del t["batch_dim"]
+    for t in m["plan"]["cut"]:
+        t.pop("batch_dim", None)
+    (old / "manifest.json").write_text(json.dumps(m))
+    art = load_split(old)
+    assert [t.batch_dim for t in art.crossing] == [0] * len(m["crossing"])
+    m["crossing"][0]["batch_dim"] = 4  # rank 4 (N, C, H, W): no dim 4
+    (old / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(
+        ArtifactError, match="field 'crossing.0': batch_dim 4 is not a dim of shape"
+    ):
+        read_manifest(old)
+
+
+def test_a_sequence_first_cut_exports_its_batch_dim(tmp_path) -> None:
+    """Inside a sequence-first encoder the crossing tensor is (S, B, E): the manifest says dim
+    1, and the exported halves take any batch there."""
+    from torch import nn
+
+    from partitioner.model.capture import capture
+
+    class SequenceFirst(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, S, E)
+            return self.layer(x.transpose(0, 1)).transpose(0, 1)
+
+    torch.manual_seed(0)
+    model = SequenceFirst().eval()
+    cap = capture(model, torch.randn(1, 5, 8))
+    relu = next(n.name for n in cap.graph.nodes if n.op == "relu")
+    art = load_split(write_split(cap, evaluate_cut(_cost(cap), relu), tmp_path / "sf"))
+    assert [(t.shape, t.batch_dim) for t in art.crossing] == [((5, 1, 8), 1), ((5, 1, 16), 1)]
+    x = torch.randn(3, 5, 8)
+    mid = art.run_head(x)
+    assert [tuple(t.shape) for t in mid] == [(5, 3, 8), (5, 3, 16)]
+    with torch.inference_mode():
+        want = model(x)
+    torch.testing.assert_close(art.run_tail(*mid)[0], want, rtol=1e-4, atol=1e-5)
