@@ -120,14 +120,20 @@ def test_an_edge_only_band_probes_the_uplink_and_switches_up(
         node = EdgeNode(edge_model, client, config)
         results, frames = _run(node, 6)
     # Frame 0 runs on the edge (the edge-only band); a later frame probes over the nearest
-    # cloud cut, measures loopback speed, and the node switches up to version 2.
+    # cloud cut, measures loopback speed, and the node switches up to the cloud cut whose band
+    # holds what it measured: version 2 (above 10 Mbit/s) on an idle machine, version 1 when a
+    # loaded one makes a small frame's round trip slow. Either way it leaves the edge.
     assert results[0].where == "local" and results[0].reason == "edge_only"
     probes = [r for r in results if r.reason == "probe"]
     assert probes and probes[0].where == "cloud" and probes[0].version == "1"
-    assert results[-1].where == "cloud" and results[-1].version == "2"
     summary = node.summary()
-    assert summary["cut_switches"] >= 1 and summary["switches"][0]["from"] == "local"
-    assert summary["switches"][-1]["to"] == "2" and summary["probes"] >= 1
+    switches = summary["switches"]
+    assert summary["cut_switches"] >= 1 and switches[0]["from"] == "local"
+    assert switches[-1]["to"] in {"1", "2"} and summary["probes"] >= 1
+    for switch in switches:
+        band = edge_model.entry.band_for(switch["estimate_mbps"])
+        assert switch["to"] == (band.version or "local"), switch
+    assert results[-1].where == "cloud" and results[-1].version == switches[-1]["to"]
     assert _max_rel(repo, results, frames) < 1e-4
     assert summary["frames"] == 6 and summary["error_frames"] == 0
 
