@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,18 @@ def serve(
     return proc, int(port_file.read_text())
 
 
+def request(crossing: list, arrays: list[np.ndarray], codec: str) -> Any:
+    """The ModelInfer request of one frame's crossing tensors, encoded with ``codec``."""
+    from partitioner.deploy.crossing import encode_inputs
+    from protos import serde, transport
+
+    transport.reuse_large_buffers()
+    inputs, params = encode_inputs(arrays, crossing, codec)
+    return serde.request_to_proto(
+        serde.InferRequest("resnet18", inputs, model_version="1", input_parameters=params)
+    )
+
+
 def load(
     port: int,
     crossing: list,
@@ -71,15 +84,10 @@ def load(
 ) -> dict:
     """``clients`` closed-loop callers for ``seconds`` after a warm-up (``on_start`` is called
     between the two)."""
-    from partitioner.deploy.crossing import encode_inputs
-    from protos import serde, transport
+    from protos import transport
     from protos.inference import grpc_service_pb2_grpc as pb_grpc
 
-    transport.reuse_large_buffers()
-    inputs, params = encode_inputs(arrays, crossing, codec)
-    msg = serde.request_to_proto(
-        serde.InferRequest("resnet18", inputs, model_version="1", input_parameters=params)
-    )
+    msg = request(crossing, arrays, codec)
     stubs = [
         pb_grpc.GRPCInferenceServiceStub(transport.build_channel(f"127.0.0.1:{port}"))
         for _ in range(clients)
