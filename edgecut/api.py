@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from simulator.results import SimResult
     from simulator.scenario import Scenario
 
-# (task, done, total): how long functions report how far they are (edgecut.output.Progress).
-ProgressFn = Callable[[str, int, int], None]
+# (task, done, total) and, where a step has one, a note on what is being done: how long
+# functions report how far they are (edgecut.output.Progress takes both forms).
+ProgressFn = Callable[..., None]
 
 
 # ------------------------------------------------------------------ planning
@@ -358,7 +359,7 @@ def repository(
     """Build a model repository in ``out`` (``edgecut repository build``): the breakpoint
     table over ``sweep_bandwidth`` (Mbit/s), a split per distinct cut, plus the cuts after
     ``cut_after`` nodes and, with ``cloud_only``, the whole model as a tail. ``progress``
-    gets ``("steps", done, 3, what is being done)``."""
+    gets ``("steps", done, 3, note)``, the note saying what is being done."""
     from partitioner.publish import build_repository
 
     steps = (
