@@ -226,6 +226,11 @@ def _export_one(
                     f"{where}: tensor {spec['name']!r} is a scalar: it has no batch dimension "
                     "for Triton to batch along"
                 )
+            if spec.get("batch_dim", 0) != 0:
+                raise TritonExportError(
+                    f"{where}: tensor {spec['name']!r} carries its frames along dim "
+                    f"{spec['batch_dim']}; Triton batches along the first dimension only"
+                )
     artifact = load_split(source)
     scripted, error = _script_tail(artifact, dynamic)
     max_batch_size = options.max_batch if dynamic else 0

@@ -202,8 +202,8 @@ def _copy_version(repo: Path, tmp_path: Path, edit: dict[str, Any]) -> Path:
     path = root / "digits_cnn" / "1" / "manifest.json"
     manifest = json.loads(path.read_text())
     for key, value in edit.items():
-        if key == "crossing_name":
-            manifest["crossing"][0]["name"] = value
+        if key.startswith("crossing_"):
+            manifest["crossing"][0][key.removeprefix("crossing_")] = value
         else:
             manifest[key] = value
     path.write_text(json.dumps(manifest))
@@ -216,6 +216,7 @@ def _copy_version(repo: Path, tmp_path: Path, edit: dict[str, Any]) -> Path:
         ("tampered", "sha256"),
         ("named_index", "'__<digits>'"),
         ("runtime", "'pt2e-int8' runtime"),
+        ("batch_dim", "along dim 1; Triton batches along the first dimension only"),
         ("inside", "inside the repository"),
         ("stale", "already holds version 2"),
         ("no_model", "has no model 'nope'"),
@@ -241,6 +242,8 @@ def test_bad_input_is_one_line_and_exit_2(
         tail.write_bytes(bytes(data))
     elif case == "named_index":
         source = _copy_version(repo, tmp_path, {"crossing_name": "x__1"})
+    elif case == "batch_dim":
+        source = _copy_version(repo, tmp_path, {"crossing_batch_dim": 1})
     elif case == "runtime":
         source = _copy_version(repo, tmp_path, {"runtime": {"tail.pt2": "pt2e-int8"}})
     elif case == "inside":
