@@ -120,7 +120,8 @@ def lone_stream(root: Path, crossing: list, arrays: list, args: argparse.Namespa
         every = [x for r in rounds for x in r]
         print(
             f"  1 stream, batching {name:<18} p50 {np.percentile(every, 50) * 1e3:6.1f}  "
-            f"p99 {np.percentile(every, 99) * 1e3:6.1f} ms over {len(every)} requests; p99 per "
+            f"p99 {np.percentile(every, 99) * 1e3:6.1f} ms over {len(every)} requests in "
+            f"{args.rounds} rounds of {args.lone_seconds:g} s; p99 per "
             f"round {', '.join(f'{x:.1f}' for x in p99[name])} ms"
         )
     off, on = p99.values()
