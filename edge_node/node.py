@@ -23,7 +23,9 @@ Falling back is for faults after a good start only. On creation the node checks 
 once (connection, TLS, token, the model and every version it holds a head for): a
 misconfiguration raises EdgecutError with one line saying what to fix, and so does a cloud
 still unreachable after ``start_timeout_s``, since answering every frame locally would hide
-a wrong address as well as an outage.
+a wrong address as well as an outage. A cloud that is a standard OIP server (Triton, MLServer:
+edgecut's ListCuts is UNIMPLEMENTED there) is checked by ModelReady for every version instead;
+whether its tails match these heads cannot be checked then, and a warning says so.
 
     node = EdgeNode(EdgeModel.load(open_model("repo")), CloudClient("host:8001"), EdgeConfig())
     summary = node.run(SyntheticSource((1, 3, 224, 224), frames=100, fps=10))
@@ -266,6 +268,9 @@ class EdgeNode:
                         f"{self.model.name!r} ({exc.message}): deploy the same repository to "
                         "both nodes"
                     ) from None
+                if exc.code == "UNIMPLEMENTED":
+                    self._check_standard_server()
+                    return
                 why = client.explain(exc)  # raises on a misconfiguration
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -302,6 +307,33 @@ class EdgeNode:
                     f"(head sha256 {head.sha256[:12]}… here, {cut.head_sha256[:12]}… there): "
                     "deploy the same repository to both nodes"
                 )
+
+    def _check_standard_server(self) -> None:
+        """A cloud without edgecut's ListCuts (Triton, MLServer): every version must be ready."""
+        assert self.client is not None
+        client = self.client
+        for version in self.model.heads:
+            try:
+                ready = client.model_ready(self.model.name, version, timeout_s=5.0)
+            except CloudError as exc:
+                raise EdgecutError(
+                    f"the cloud at {client.target} cannot say whether version {version} of "
+                    f"{self.model.name!r} is ready ({exc.code}: {exc.message}): deploy the "
+                    "exported tails there (edgecut repository export --format triton)"
+                ) from None
+            if not ready:
+                raise EdgecutError(
+                    f"the cloud at {client.target} has no ready version {version} of model "
+                    f"{self.model.name!r}: deploy the exported tails there "
+                    "(edgecut repository export --format triton)"
+                )
+        log.warning(
+            "cloud %s is a standard OIP server (no edgecut ListCuts): versions %s of %r are "
+            "ready, but whether its tails match these heads cannot be checked",
+            client.target,
+            ", ".join(self.model.heads),
+            self.model.name,
+        )
 
     # ----------------------------------------------------------------- choosing
 

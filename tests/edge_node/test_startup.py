@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cloud_node.server import CloudConfig, CloudNode
-from edge_node.client import CloudClient
+from edge_node.client import CloudClient, CloudError
 from edge_node.heads import EdgeModel
 from edge_node.node import EdgeConfig, EdgeNode
 from edge_node.sources import SyntheticSource
@@ -212,3 +212,37 @@ def test_a_cloud_that_comes_up_during_the_start_timeout_is_used(
             cloud.stop(grace_s=0)
     assert seen.event.is_set() and nodes
     assert [r.where for r in results] == ["cloud", "cloud"]
+
+
+class _StandardServerClient(CloudClient):
+    """A real cloud node seen as Triton or MLServer see it: no edgecut ListCuts."""
+
+    def list_cuts(self, model: str = "", timeout_s: float = 5.0) -> Any:
+        raise CloudError("UNIMPLEMENTED", "Method not found: edgecut.Control/ListCuts")
+
+
+def test_a_standard_oip_server_is_checked_by_model_ready(
+    repo: Any, edge_model: EdgeModel, cloud: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _StandardServerClient(cloud) as client, caplog.at_level(logging.WARNING):
+        node = EdgeNode(edge_model, client, EdgeConfig(version="1"))
+        result = node.process(next(iter(SyntheticSource((1, 1, 8, 8), frames=1))))
+    assert result.where == "cloud" and result.version == "1"
+    assert "cannot be checked" in caplog.text
+
+
+class _WrongModelClient(_StandardServerClient):
+    """A standard server that serves other models: asked about ours, it knows nothing."""
+
+    def model_ready(self, model: str, version: str = "", timeout_s: float = 2.0) -> bool:
+        return super().model_ready("not_served", version, timeout_s)
+
+
+def test_a_standard_oip_server_without_the_model_is_refused(
+    edge_model: EdgeModel, cloud: str
+) -> None:
+    with (
+        _WrongModelClient(cloud) as client,
+        pytest.raises(EdgecutError, match=r"(no ready version|cannot say whether version) 1 "),
+    ):
+        EdgeNode(edge_model, client, EdgeConfig(version="1"))

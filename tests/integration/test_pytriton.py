@@ -91,15 +91,14 @@ def test_the_edge_node_streams_through_a_real_triton_unchanged(
     frames = list(SyntheticSource(resnet_repo.input_shape, frames=12, seed=7))
     with CloudClient(triton_server) as client:
         assert client.model_ready("resnet18", VERSION)
-        # Triton speaks OIP only: the edgecut control service the edge's start-up check
-        # asks (ListCuts) is not there, so that check is skipped; inference is unchanged.
+        # Triton speaks OIP only: the edgecut control service (ListCuts) is not there, so
+        # the edge's start-up check asks ModelReady for its version instead.
         with pytest.raises(CloudError, match="UNIMPLEMENTED"):
             client.list_cuts("resnet18")
         node = EdgeNode(
             model,
             client,
             EdgeConfig(version=VERSION, codec="none", fallback=False, deadline_ms=60_000),
-            check_cloud=False,
         )
         results = [node.process(f) for f in frames]
     assert [r.frame_id for r in results] == list(range(len(frames)))
