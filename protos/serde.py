@@ -306,17 +306,18 @@ def _decode_tensors(
                 f"message has {len(tensors)} {role}s but {len(raw_contents)} {raw_field} "
                 f"entries; raw contents need exactly one entry per {role}, in order"
             )
+        arrays = {
+            t.name: array_from_raw(t.datatype, t.shape, raw, name=t.name, role=role)
+            for t, raw in zip(tensors, raw_contents, strict=True)
+        }
         for t in tensors:
-            if t.HasField("contents"):
+            if t.HasField("contents") and not _same_typed_copy(t, arrays[t.name], role):
                 raise TensorWireError(
                     f"{role} {clip(t.name)!r} has typed contents while the message uses {raw_field}; "
                     "the protocol allows one form or the other, not both",
                     tensor=t.name,
                 )
-        return {
-            t.name: array_from_raw(t.datatype, t.shape, raw, name=t.name, role=role)
-            for t, raw in zip(tensors, raw_contents, strict=True)
-        }
+        return arrays
 
     arrays = {}
     for t, nbytes in zip(tensors, sizes, strict=True):
@@ -335,6 +336,23 @@ def _decode_tensors(
         else:  # zero-size tensor: nothing to carry
             arrays[t.name] = np.empty(tuple(t.shape), dtype=DATATYPES[t.datatype])
     return arrays
+
+
+def _same_typed_copy(tensor: Any, raw: np.ndarray[Any, Any], role: str) -> bool:
+    """Whether an output's typed contents repeat its raw contents exactly.
+
+    Some servers (MLServer 1.7) answer with both forms; an answer whose two forms agree is read,
+    one whose forms differ is refused. Requests get no such leniency: a client sends one form.
+    """
+    if role != "output":
+        return False
+    try:
+        typed = array_from_contents(
+            tensor.datatype, tensor.shape, tensor.contents, name=tensor.name, role=role
+        )
+    except TensorWireError:
+        return False
+    return typed.shape == raw.shape and bool(np.array_equal(typed, raw, equal_nan=True))
 
 
 def _parameters_by_name(tensors: Sequence[Any]) -> dict[str, dict[str, ParamValue]]:

@@ -270,3 +270,21 @@ def test_domain_objects_check_their_keys() -> None:
         serde.InferRequest("m", {}, requested_outputs=("y", "y"))
     with pytest.raises(ValueError, match=r"output_parameters names \['q'\]"):
         serde.InferResponse("m", {}, output_parameters={"q": {}})
+
+
+def _both_forms_response(typed: list[float]) -> pb.ModelInferResponse:
+    response = pb.ModelInferResponse(model_name="m")
+    out = response.outputs.add(name="y", datatype="FP32", shape=[2])
+    out.contents.fp32_contents.extend(typed)
+    response.raw_output_contents.append(np.array([1.5, -2.0], dtype=np.float32).tobytes())
+    return response
+
+
+def test_an_answer_with_both_forms_is_read_only_when_they_agree() -> None:
+    # MLServer 1.7 answers with typed contents beside raw_output_contents.
+    got = serde.response_from_proto(_both_forms_response([1.5, -2.0]))
+    np.testing.assert_array_equal(got.outputs["y"], np.array([1.5, -2.0], dtype=np.float32))
+    with pytest.raises(TensorWireError, match="'y' has typed contents while the message uses raw"):
+        serde.response_from_proto(_both_forms_response([1.5, 2.0]))
+    with pytest.raises(TensorWireError, match="'y' has typed contents while the message uses raw"):
+        serde.response_from_proto(_both_forms_response([1.5]))
