@@ -11,17 +11,19 @@ every bandwidth (:meth:`sweep`), and the artifacts of a plan (:meth:`split`).
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from partitioner.codecs import CODECS, Codec
+from partitioner.deploy.artifact import load_split
 from partitioner.deploy.export import write_split
 from partitioner.model.capture import CapturedModel, capture
 from partitioner.model.spec import LoadedModel, load_model
 from partitioner.pricing.cost import CostModel
-from partitioner.pricing.host import host_profile
+from partitioner.pricing.host import MIN_RUN_S, Timing, host_profile, time_forward
 from partitioner.pricing.network import NetworkProfile, resolve_network
 from partitioner.pricing.profiles import DEVICES, DeviceProfile
 from partitioner.solve.breakpoints import BreakpointTable, build_table
@@ -159,6 +161,28 @@ class Planner:
 
     def split(self, plan: Plan, out_dir: str | Path, *, model_spec: str | None = None) -> Path:
         return write_split(self.captured, plan, out_dir, model_spec=model_spec or self.loaded.name)
+
+    def measure_halves(
+        self, plan: Plan, *, threads: int | None = None, min_run_time_s: float = MIN_RUN_S
+    ) -> tuple[Timing, Timing | None]:
+        """The plan's head and tail (None if edge-only) timed here as whole segments: exported,
+        loaded back as a node loads them and run at batch 1 with ``threads`` torch threads.
+        What a cut's halves take when they run, against which a prediction is corrected
+        (:class:`~partitioner.pricing.profiles.SegmentCorrection`)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            artifact = load_split(self.split(plan, tmp))
+        # The captured example of a dynamic-batch model holds two frames: time one frame.
+        x = self.captured.example_inputs[0][: self.captured.input_shape[0]]
+        head = time_forward(
+            lambda: artifact.run_head(x), threads=threads, min_run_time_s=min_run_time_s
+        )
+        if artifact.tail is None:
+            return head, None
+        mid = artifact.run_head(x)
+        tail = time_forward(
+            lambda: artifact.run_tail(*mid), threads=threads, min_run_time_s=min_run_time_s
+        )
+        return head, tail
 
     def reference_output(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.inference_mode():

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         measured_total = measurement.total_ms
         spread = {
             "threads": measurement.threads,
+            "clock": measurement.clock,
             "total_spread": measurement.total.to_json(),
             "sum_of_layers_spread": measurement.layer_sums.to_json(),
         }
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if spread:
         t = spread["total_spread"]
         console().print(
-            f"host, {spread['threads']} thread(s): whole forward median {t['median_ms']:.2f} ms, "
+            f"host, {spread['threads']} thread(s), {spread['clock']} clock: whole forward median {t['median_ms']:.2f} ms, "
             f"quartiles {t['q1_ms']:.2f}-{t['q3_ms']:.2f}, range {t['min_ms']:.2f}-"
             f"{t['max_ms']:.2f} over {t['samples']} timed blocks"
         )

@@ -8,6 +8,12 @@ model predicts networks it was not calibrated on. :func:`fit_device` fits two
 parameters per device (an efficiency scale and the per-op overhead) by
 minimising squared log error; ``benchmarks/calibration.py`` reruns the fit and
 prints every figure's error.
+
+Segments are calibrated the same way, from measurements instead of publications: a
+:class:`SegmentSample` is one exported half measured as a whole against the sum of its
+nodes' times, and :func:`fit_segment_correction` fits the two parameters of a
+:class:`~partitioner.pricing.profiles.SegmentCorrection` to them
+(``benchmarks/segment_correction.py`` measures, fits and prints the errors).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from partitioner.model.graph import Graph
-from partitioner.pricing.profiles import DeviceProfile
+from partitioner.pricing.profiles import DeviceProfile, SegmentCorrection
 
 _RPI_TUTORIAL = (
     "PyTorch tutorial 'Real Time Inference on Raspberry Pi 4 (30 fps!)', model time per "
@@ -116,3 +122,41 @@ def fit_device(
         options={"xatol": 1e-6, "fatol": 1e-12, "maxiter": 4000},
     )
     return unpack(result.x)
+
+
+@dataclass(frozen=True)
+class SegmentSample:
+    """One half of a cut measured as a whole, against the sum of its nodes' measured times."""
+
+    model: str
+    side: str  # "head" | "tail"
+    cut: str  # the node the cut keeps last on the edge
+    nodes_ms: float  # sum of the half's per-node times: the uncorrected prediction
+    measured_ms: float  # the exported half, timed as one module
+
+
+def fit_segment_correction(
+    samples: Sequence[SegmentSample], *, fit_factor: bool = True
+) -> SegmentCorrection:
+    """The factor and per-segment overhead that best turn node sums into measured halves.
+
+    Minimises the sum of squared relative errors, ``((factor * nodes + overhead) /
+    measured - 1) ** 2``, a linear least-squares problem once each row is divided by its
+    measurement, solved with both parameters kept non-negative (scipy's ``nnls``). Without
+    ``fit_factor`` the factor stays 1 and only the overhead is fitted.
+    """
+    import numpy as np
+    from scipy.optimize import nnls
+
+    rows = [(s.nodes_ms, s.measured_ms) for s in samples]
+    if len(rows) < 2 or any(not (m > 0 and n >= 0) for n, m in rows):
+        raise ValueError("expected at least two samples, each measured > 0 ms and nodes >= 0 ms")
+    nodes, measured = np.array(rows).T
+    if not fit_factor:  # the overhead alone: (1/m) * overhead ~ 1 - nodes/m
+        (overhead_ms,), _ = nnls((1.0 / measured)[:, None], 1.0 - nodes / measured)
+        return SegmentCorrection(1.0, float(overhead_ms))
+    design = np.column_stack([nodes / measured, 1.0 / measured])  # (N, 2)
+    (factor, overhead_ms), _ = nnls(design, np.ones(len(rows)))
+    if factor <= 0:
+        raise ValueError("the samples do not determine a factor: their node sums are all 0")
+    return SegmentCorrection(float(factor), float(overhead_ms))

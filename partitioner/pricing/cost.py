@@ -25,7 +25,7 @@ from partitioner.codecs import CODECS, Codec
 from partitioner.errors import EdgecutError, unknown_name
 from partitioner.model.graph import Graph
 from partitioner.pricing.network import NetworkProfile, check_bandwidth
-from partitioner.pricing.profiles import DeviceProfile
+from partitioner.pricing.profiles import DeviceProfile, SegmentCorrection
 
 # What a plan can minimise: ms per frame, edge mJ per frame, ms per frame when pipelined.
 OBJECTIVES = ("latency", "energy", "throughput")
@@ -135,6 +135,14 @@ class StageCosts:
     rtt_ms: float
 
 
+def _segment_node_ms(
+    node_ms: np.ndarray, correction: SegmentCorrection, carriers: np.ndarray
+) -> np.ndarray:
+    """(n,) node times as shares of their segment's time: each scaled by the correction's
+    factor, its per-segment overhead split evenly over the (n,) bool ``carriers``."""
+    return correction.factor * node_ms + carriers * (correction.overhead_ms / carriers.sum())
+
+
 class CostModel:
     """Prices cuts of one graph between an edge device, a network and a cloud device."""
 
@@ -157,8 +165,21 @@ class CostModel:
         self.edge_dtype = edge.dtype(edge_dtype)
         self.cloud_dtype = cloud.dtype(cloud_dtype)
         nodes = graph.nodes
-        self.edge_node_ms = np.array([edge.node_ms(n, self.edge_dtype) for n in nodes])
-        self.cloud_node_ms = np.array([cloud.node_ms(n, self.cloud_dtype) for n in nodes])
+        # Each side's node times as parts of the half that will run (SegmentCorrection):
+        # the head runs on every cut (an identity head when cloud-only), so its overhead
+        # rides on the inputs, always on the edge; the tail runs whenever the cloud is
+        # used, which for a model with one output is exactly when that output is on the
+        # cloud (several outputs share it).
+        self.edge_node_ms = _segment_node_ms(
+            np.array([edge.node_ms(n, self.edge_dtype) for n in nodes]),
+            edge.segment,
+            graph.mask(graph.inputs),
+        )
+        self.cloud_node_ms = _segment_node_ms(
+            np.array([cloud.node_ms(n, self.cloud_dtype) for n in nodes]),
+            cloud.segment,
+            graph.mask(graph.outputs),
+        )
         raw = np.array([n.out_bytes for n in nodes], dtype=float)
         self.wire_bytes = np.array(
             [self.codec.wire_bytes(n.out_bytes, n.shape) for n in nodes], dtype=float

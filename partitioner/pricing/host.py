@@ -2,7 +2,8 @@
 runnable module (an exported half) as a whole.
 
 Every measurement runs under a fixed torch thread count (:data:`HOST_THREADS` unless told
-otherwise), restored afterwards, after warm-up runs. Whole forwards are timed with
+otherwise), restored afterwards, after warm-up runs, and reads the clock :func:`clock_for`
+picks for that count. Whole forwards are timed with
 ``torch.utils.benchmark.Timer.blocked_autorange``; the spread of its blocks (:class:`Timing`)
 says how far one run of the measurement can be from the next. Node times come from an FX
 interpreter run ``repeats`` times (each node's median); their sum is a little above a
@@ -33,6 +34,21 @@ from partitioner.pricing.profiles import DEVICES, DeviceProfile
 HOST_THREADS = 1
 # Least time blocked_autorange spends timing whole forwards (s): a few dozen resnet18 runs.
 MIN_RUN_S = 1.0
+# What a measurement can read: the calling thread's CPU time, or the wall clock.
+CLOCKS: dict[str, Callable[[], float]] = {"thread-cpu": time.thread_time, "wall": time.perf_counter}
+
+
+def clock_for(threads: int) -> str:
+    """The clock a measurement with ``threads`` torch threads reads (a name in :data:`CLOCKS`).
+
+    One thread runs every op in the calling thread, so that thread's CPU time is the time
+    the work takes on a core, without the wait for a free core that a shared machine adds
+    (resnet18 here, 1 thread, with ten runnable processes on 2 cores: 27.6-28.3 ms of CPU
+    time against 97-102 ms of wall time; 25 ms either way on an idle machine). With more
+    threads the work runs in the pool's threads too, whose CPU time (spinning included)
+    adds up rather than overlaps: wall time.
+    """
+    return "thread-cpu" if threads == 1 else "wall"
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,7 @@ class HostMeasurement:
     total_ms: float  # median of whole forwards
     repeats: int
     threads: int
+    clock: str  # a name in CLOCKS: what the times are (clock_for(threads))
     total: Timing  # the whole forwards' spread (total_ms is its median)
     layer_sums: Timing  # spread of the per-repeat sums of node times
 
@@ -112,26 +129,63 @@ def time_forward(
     from torch.utils.benchmark import Timer
 
     threads = threads or HOST_THREADS
+    clock = CLOCKS[clock_for(threads)]
     with torch_threads(threads), torch.inference_mode():
         for _ in range(warmup):
             forward()
-        timer = Timer(stmt="forward()", globals={"forward": forward}, num_threads=threads)
+        timer = Timer(
+            stmt="forward()", globals={"forward": forward}, timer=clock, num_threads=threads
+        )
         measured = timer.blocked_autorange(min_run_time=min_run_time_s)
     return Timing.of([t * 1e3 for t in measured.times])
 
 
 class _TimingInterpreter(fx.Interpreter):
-    def __init__(self, module: fx.GraphModule, samples: dict[str, list[float]]) -> None:
+    def __init__(
+        self, module: fx.GraphModule, samples: dict[str, list[float]], clock: Callable[[], float]
+    ) -> None:
         super().__init__(module)
         self.samples = samples
+        self.clock = clock
 
     def run_node(self, n: fx.Node) -> Any:
         if n.op != "call_function":
             return super().run_node(n)
-        start = time.perf_counter()
+        start = self.clock()
         out = super().run_node(n)
-        self.samples.setdefault(n.name, []).append((time.perf_counter() - start) * 1e3)
+        self.samples.setdefault(n.name, []).append((self.clock() - start) * 1e3)
         return out
+
+
+def measure_nodes(
+    captured: CapturedModel,
+    *,
+    repeats: int = 10,
+    warmup: int = 3,
+    example: torch.Tensor | None = None,
+    threads: int | None = None,
+) -> tuple[dict[str, float], Timing]:
+    """Each node's median time in ms (graph node name -> ms) of ``captured`` run ``repeats``
+    times at batch 1 in a timing interpreter, and the spread of the per-run sums, with
+    ``threads`` torch threads (None: :data:`HOST_THREADS`; restored afterwards)."""
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    threads = threads or HOST_THREADS
+    x = example if example is not None else torch.randn(captured.input_shape)
+    module = captured.module
+    samples: dict[str, list[float]] = {}
+    with torch_threads(threads), torch.inference_mode():
+        for _ in range(warmup):
+            module(x)
+        interp = _TimingInterpreter(module, samples, CLOCKS[clock_for(threads)])
+        for _ in range(repeats):
+            interp.run(x)
+    by_graph = {
+        name: statistics.median(samples.get(fx_name, [0.0]))
+        for name, fx_name in captured.fx_names.items()
+    }
+    sums = [sum(s[i] for s in samples.values()) for i in range(repeats)]
+    return by_graph, Timing.of(sums)
 
 
 def measure_host(
@@ -143,38 +197,27 @@ def measure_host(
     threads: int | None = None,
     min_run_time_s: float = MIN_RUN_S,
 ) -> HostMeasurement:
-    """Per-node medians and whole forwards of ``captured`` on this machine, at batch 1, with
-    ``threads`` torch threads (None: :data:`HOST_THREADS`; restored afterwards)."""
-    if repeats < 1:
-        raise ValueError("repeats must be >= 1")
+    """Per-node medians (:func:`measure_nodes`) and whole forwards (:func:`time_forward`) of
+    ``captured`` on this machine, at batch 1, with ``threads`` torch threads."""
     threads = threads or HOST_THREADS
     x = example if example is not None else torch.randn(captured.input_shape)
-    module = captured.module
-    samples: dict[str, list[float]] = {}
-    with torch_threads(threads), torch.inference_mode():
-        for _ in range(warmup):
-            module(x)
-        interp = _TimingInterpreter(module, samples)
-        for _ in range(repeats):
-            interp.run(x)
-    total = time_forward(
-        lambda: module(x), threads=threads, warmup=warmup, min_run_time_s=min_run_time_s
+    node_ms, layer_sums = measure_nodes(
+        captured, repeats=repeats, warmup=warmup, example=x, threads=threads
     )
-    fx_names = captured.fx_names
-    by_graph = {
-        name: statistics.median(samples.get(fx_name, [0.0])) for name, fx_name in fx_names.items()
-    }
-    timed = [s for s in samples.values() if len(s) == repeats]
-    sums = [sum(s[i] for s in timed) for i in range(repeats)]
-    return HostMeasurement(by_graph, total.median_ms, repeats, threads, total, Timing.of(sums))
+    total = time_forward(
+        lambda: captured.module(x), threads=threads, warmup=warmup, min_run_time_s=min_run_time_s
+    )
+    return HostMeasurement(
+        node_ms, total.median_ms, repeats, threads, clock_for(threads), total, layer_sums
+    )
 
 
 def host_profile(
     captured: CapturedModel, *, repeats: int = 10, threads: int | None = None
 ) -> DeviceProfile:
     """The ``host`` preset answering with this machine's measured node times."""
-    measurement = measure_host(captured, repeats=repeats, threads=threads)
-    return DEVICES.get("host").with_measurements(measurement.node_ms)
+    node_ms, _ = measure_nodes(captured, repeats=repeats, threads=threads)
+    return DEVICES.get("host").with_measurements(node_ms)
 
 
 def measure_memory_bandwidth_gbps(megabytes: int = 64, repeats: int = 5) -> float:
