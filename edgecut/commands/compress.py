@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from edgecut import api
     from edgecut.output import Progress, print_json
 
+    config = args.config if args.accuracy_budget is None else _nas_budget(args)
     with Progress(prefix="edgecut compress") as progress:
         result = api.compress(
             args.model,
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             plan=args.plan,
             cut_after=args.cut_after,
             method=args.method,
-            config=args.config,
+            config=config,
             codec=args.codec,
             baseline=args.baseline,
             threads=args.threads,
@@ -94,6 +95,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_report(result.to_json())
     return 0
+
+
+def _nas_budget(args: argparse.Namespace) -> Any:
+    """The config with --accuracy-budget as nas's budget; an error for any other method."""
+    from dataclasses import replace
+
+    from partitioner.compress import CompressConfig, load_config, method_config
+    from partitioner.errors import EdgecutError
+
+    config = load_config(args.config) if args.config else CompressConfig()
+    method = args.method or config.method
+    if method != "nas":
+        raise EdgecutError(
+            f"--accuracy-budget applies to --method nas (its search); got --method {method}"
+        )
+    nas = replace(method_config(config, "nas"), accuracy_budget=args.accuracy_budget)
+    return replace(config, sections={**config.sections, "nas": nas})
 
 
 def _print_report(r: dict[str, Any]) -> None:

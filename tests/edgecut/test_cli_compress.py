@@ -83,9 +83,13 @@ def test_user_errors_are_one_line(capsys, tmp_path, plan_file) -> None:
     err = _fails(capsys, *base, "--method", "int8")
     assert "expected exactly one of --plan" in err and "got neither" in err
     err = _fails(capsys, *base, "--plan", str(plan_file))
-    assert "expected --method distill|int8|lowrank|mixed|prune" in err  # the registry, sorted
+    assert "expected --method distill|int8|lowrank|mixed|nas|prune" in err  # the registry, sorted
     err = _fails(capsys, *base, "--cut-after", "x", "--method", "int8")
     assert "cloud-only" in err
+    err = _fails(
+        capsys, *base, "--cut-after", "pool2", "--method", "int8", "--accuracy-budget", "1"
+    )
+    assert "--accuracy-budget applies to --method nas (its search); got --method int8" in err
     err = _fails(capsys, "plan", "--model", "digits_cnn", "--compress", "auto")
     assert "--compress auto needs --accuracy-budget" in err
     err = _fails(
@@ -141,3 +145,32 @@ def test_budget_nothing_meets_names_the_best(capsys, tmp_path) -> None:
         str(config),
     )
     assert "the best found was distill" in err and "drop" in err
+
+
+def test_compress_nas_writes_the_head_the_front_and_its_plot(capsys, tmp_path) -> None:
+    config = tmp_path / "nas.yaml"
+    config.write_text(
+        "nas:\n  kernels: [3]\n  widths: [0.5]\n  depths: [1, 2]\n  population: 3\n"
+        "  generations: 1\n  finalists: 1\n  quick_val_samples: 100\n"
+        "  recalibration_samples: 64\n  supernet: {epochs: 1}\n  finetune: {epochs: 1}\n"
+    )
+    out = tmp_path / "nas"
+    code = main(
+        [
+            *("compress", "--model", "digits_cnn", "--cut-after", "pool2", "--method", "nas"),
+            *("--config", str(config), "--accuracy-budget", "50", "--out", str(out)),
+            *("--threads", "1"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert (
+        "nas on the head cut at pool2" in printed and f"Wrote {out / 'nas_pareto.png'}" in printed
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    report = manifest["compression"]["report"]
+    note = report["notes"]["nas"]
+    assert report["method"] == "nas" and report["tail_unchanged"] is True
+    assert note["accuracy_budget"] == 50.0 and note["device"] == "rpi4"
+    assert {s["kernel"] for c in note["finalists"] for s in c["stages"]} == {3}
+    assert (out / "nas_pareto.png").stat().st_size > 0

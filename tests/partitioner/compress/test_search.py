@@ -10,6 +10,8 @@ from partitioner.compress.search import NONE, candidate_cuts, search
 from partitioner.errors import EdgecutError
 from partitioner.solve.plan import Plan
 
+from .test_nas import TINY as TINY_NAS
+
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
@@ -25,7 +27,8 @@ def test_candidate_cuts_do_not_split_conv_bn_relu(digits) -> None:
 
 def test_search_returns_the_fastest_combination_within_budget(digits) -> None:
     planner, data = digits
-    methods = [NONE, *(m.name for m in METHODS.list())]
+    # every method but nas, whose search gets its own test below
+    methods = [NONE, *(m.name for m in METHODS.list() if m.name != "nas")]
     result = search(
         planner, accuracy_budget=0.5, methods=methods, config=config_from_dict({}), data=data
     )
@@ -70,3 +73,30 @@ def test_lowrank_accuracy_budget_nothing_meets(digits, tmp_path) -> None:
     )
     with pytest.raises(EdgecutError, match=r"lowrank: no energy .* best found was energy 0\.05"):
         compress(planner.captured, planner.cut_after("pool2"), config, tmp_path, data=data)
+
+
+def test_search_can_pick_nas_and_says_why(digits) -> None:
+    from partitioner.planner import Planner
+
+    _, data = digits
+    # over LTE the digits answer fastest edge-only, where the output (logits) is no image
+    # for nas to produce; over ethernet a cut pays, and the searched head wins it
+    planner = Planner.create("digits_cnn", edge="rpi4", network="ethernet")
+    tiny = {**TINY_NAS, "generations": 0, "finalists": 1}
+    config = config_from_dict({"nas": tiny, "distill": {"train": {"epochs": 2}}})
+    result = search(
+        planner,
+        accuracy_budget=30.0,
+        methods=["distill", "nas"],
+        config=config,
+        codecs=["none"],
+        data=data,
+    )
+    c = result.plan.to_json()["compression"]
+    assert result.method == c["method"] == "nas"
+    # the search handed its budget to the nas search, whose head it then measured itself
+    assert c["notes"]["nas"]["accuracy_budget"] == 30.0
+    assert c["val_accuracy_before"] - c["val_accuracy_after"] <= 30.0
+    assert c["reason"].startswith(f"nas won: {c['cut']} with codec none is predicted at")
+    assert "within 30 points" in c["reason"] and "\n" not in c["reason"]
+    assert c["trials"][-1]["method"] == "nas"
