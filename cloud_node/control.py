@@ -54,6 +54,7 @@ from partitioner.deploy.repository import (
     read_model,
 )
 from partitioner.errors import EdgecutError
+from partitioner.model.graph import TensorSpec
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
 
@@ -87,7 +88,7 @@ def _tensor_spec(spec: Any, codec: str) -> cpb.TensorSpec:
     return cpb.TensorSpec(
         name=spec.name,
         datatype=crossing.oip_datatype(spec.dtype),
-        shape=[-1, *spec.shape[1:]],
+        shape=crossing.oip_shape(spec),
         size_bytes=spec.bytes,
         wire_bytes=wire,
     )
@@ -197,13 +198,14 @@ class ControlService(cpb_grpc.EdgecutServiceServicer):
             model = response.models.add(name=name)
             described = next((t for t in mine if t.manifest), None)
             if described is not None:
-                for spec in described.manifest["inputs"]:
+                for doc in described.manifest["inputs"]:
+                    spec = TensorSpec.from_json(doc)
                     model.inputs.add(
-                        name=str(spec["name"]),
-                        datatype=crossing.oip_datatype(str(spec["dtype"])),
-                        shape=[-1, *[int(d) for d in spec["shape"][1:]]],
-                        size_bytes=int(spec["bytes"]),
-                        wire_bytes=int(spec["bytes"]),
+                        name=spec.name,
+                        datatype=crossing.oip_datatype(spec.dtype),
+                        shape=crossing.oip_shape(spec),
+                        size_bytes=spec.bytes,
+                        wire_bytes=spec.bytes,
                     )
             if mine:
                 model.default_version = self._store.default_version(name)

@@ -129,9 +129,8 @@ class FrameResult:
 
     def to_json(self) -> dict[str, Any]:
         top = {}
-        for key, value in self.outputs.items():
-            flat = value.reshape(value.shape[0], -1) if value.ndim else value.reshape(1, 1)
-            top[key] = int(flat[0].argmax()) if flat.size else None
+        for key, value in self.outputs.items():  # one frame: its batch dim may be any dim
+            top[key] = int(value.reshape(-1).argmax()) if value.size else None
         return {
             "frame_id": self.frame_id,
             "name": self.name,

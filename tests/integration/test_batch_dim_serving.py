@@ -111,6 +111,11 @@ def test_a_cut_inside_a_layer_serves_batched_frames(
         t.join(timeout=300)
     assert not failures, failures
     assert sorted(answers) == list(range(STREAMS))
+    # ListCuts tells a client where the batch goes: -1 in each crossing tensor's batch dim.
+    with CloudClient(target) as client:
+        (cut,) = client.list_cuts(name).models[0].cuts
+    assert [list(t.shape).index(-1) for t in cut.crossing] == dims
+    assert all(list(t.shape).count(-1) == 1 for t in cut.crossing)
     for i, results in answers.items():
         for data, result in zip(frames[i], results, strict=True):
             assert result.where == "cloud", (i, result.error)
