@@ -86,7 +86,7 @@ def report(samples: list[SegmentSample], corrections: dict[str, SegmentCorrectio
     identity head's node sum is 0, so before correction it is always -100%)."""
     columns = {"before": SegmentCorrection(), **corrections}
     header = f"{'model':<14}{'cut after':<24}{'half':<6}{'measured':>9}"
-    print(header + "".join(f"{k[:9]:>9}{'err':>8}" for k in columns))
+    print(header + "".join(f"{k[:8]:>9}{'err':>8}" for k in columns))
     errors: dict[str, list[tuple[bool, float]]] = {k: [] for k in columns}
     for s in samples:
         line = f"{s.model[:13]:<14}{s.cut[:23]:<24}{s.side:<6}{s.measured_ms:>9.2f}"

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--repeats",
         type=int_in_range(1, MAX_REPEATS, "timed runs per node"),
         default=10,
-        help="host: timed runs per node (default 10)",
+        help="host: timed runs per node, at least (default 10; the model runs for at least "
+        "1 s of the clock too, so that a short burst of load cannot move the medians)",
     )
     add_host_threads_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")

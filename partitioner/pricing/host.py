@@ -164,27 +164,37 @@ def measure_nodes(
     warmup: int = 3,
     example: torch.Tensor | None = None,
     threads: int | None = None,
+    min_run_time_s: float = MIN_RUN_S,
 ) -> tuple[dict[str, float], Timing]:
-    """Each node's median time in ms (graph node name -> ms) of ``captured`` run ``repeats``
-    times at batch 1 in a timing interpreter, and the spread of the per-run sums, with
-    ``threads`` torch threads (None: :data:`HOST_THREADS`; restored afterwards)."""
+    """Each node's median time in ms (graph node name -> ms) of ``captured`` run at batch 1
+    in a timing interpreter, and the spread of the per-run sums, with ``threads`` torch
+    threads (None: :data:`HOST_THREADS`; restored afterwards).
+
+    The model runs at least ``repeats`` times and for at least ``min_run_time_s`` of the
+    clock, so that a burst of load on a shared machine shorter than half of that time
+    cannot move a node's median (ten back-to-back runs of resnet18 all fit in one burst).
+    """
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     threads = threads or HOST_THREADS
+    clock = CLOCKS[clock_for(threads)]
     x = example if example is not None else torch.randn(captured.input_shape)
     module = captured.module
     samples: dict[str, list[float]] = {}
+    runs = 0
     with torch_threads(threads), torch.inference_mode():
         for _ in range(warmup):
             module(x)
-        interp = _TimingInterpreter(module, samples, CLOCKS[clock_for(threads)])
-        for _ in range(repeats):
+        interp = _TimingInterpreter(module, samples, clock)
+        start = clock()
+        while runs < repeats or clock() - start < min_run_time_s:
             interp.run(x)
+            runs += 1
     by_graph = {
         name: statistics.median(samples.get(fx_name, [0.0]))
         for name, fx_name in captured.fx_names.items()
     }
-    sums = [sum(s[i] for s in samples.values()) for i in range(repeats)]
+    sums = [sum(s[i] for s in samples.values()) for i in range(runs)]
     return by_graph, Timing.of(sums)
 
 
@@ -202,7 +212,12 @@ def measure_host(
     threads = threads or HOST_THREADS
     x = example if example is not None else torch.randn(captured.input_shape)
     node_ms, layer_sums = measure_nodes(
-        captured, repeats=repeats, warmup=warmup, example=x, threads=threads
+        captured,
+        repeats=repeats,
+        warmup=warmup,
+        example=x,
+        threads=threads,
+        min_run_time_s=min_run_time_s,
     )
     total = time_forward(
         lambda: captured.module(x), threads=threads, warmup=warmup, min_run_time_s=min_run_time_s

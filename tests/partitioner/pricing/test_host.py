@@ -42,7 +42,7 @@ def test_measure_host_defaults_to_host_threads(captured_zoo) -> None:
     m = measure_host(cap, repeats=3, warmup=1, min_run_time_s=0.02)
     assert m.threads == HOST_THREADS and torch.get_num_threads() == before
     assert m.total_ms == m.total.median_ms > 0
-    assert m.layer_sums.samples == 3
+    assert m.layer_sums.samples >= 3
     assert set(m.node_ms) == set(cap.graph.index)
 
 
@@ -56,7 +56,7 @@ def test_profile_json_reports_threads_and_spread(capsys) -> None:
         assert spread["min_ms"] <= spread["median_ms"] <= spread["max_ms"]
         assert spread["iqr_ms"] == pytest.approx(spread["q3_ms"] - spread["q1_ms"])
     assert data["total_ms"] == data["total_spread"]["median_ms"]
-    assert data["sum_of_layers_spread"]["samples"] == 2
+    assert data["sum_of_layers_spread"]["samples"] >= 2
 
 
 def test_plan_accepts_threads_for_a_measured_edge(capsys) -> None:
