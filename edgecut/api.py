@@ -358,8 +358,10 @@ def repository(
 ) -> RepositoryResult:
     """Build a model repository in ``out`` (``edgecut repository build``): the breakpoint
     table over ``sweep_bandwidth`` (Mbit/s), a split per distinct cut, plus the cuts after
-    ``cut_after`` nodes and, with ``cloud_only``, the whole model as a tail. ``progress``
+    ``cut_after`` nodes and, with ``cloud_only``, the whole model as a tail; ``name``
+    defaults to the model's (a factory's name for ``file.py:factory``). ``progress``
     gets ``("steps", done, 3, note)``, the note saying what is being done."""
+    from partitioner.model.spec import short_name
     from partitioner.publish import build_repository
 
     steps = (
@@ -381,17 +383,14 @@ def repository(
     if cloud_only:
         plans.append(p.cut_after(p.graph.inputs[0], objective=objective))
     step(2, steps[2])
+    spec = model_spec if model_spec is not None else model if isinstance(model, str) else None
     entry = build_repository(
         p,
         out,
         table=table,
         plans=plans,
-        name=name,
-        model_spec=model_spec
-        if model_spec is not None
-        else model
-        if isinstance(model, str)
-        else None,
+        name=name or (short_name(spec) if spec else None),  # a file's model: its factory
+        model_spec=spec,
         default_bandwidth_mbps=p.cost.network.uplink_mbps,
         with_local=with_local,
     )
