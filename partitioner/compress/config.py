@@ -256,16 +256,16 @@ class NasConfig:
     squeezes: tuple[float, ...] = (1.0, 0.5, 0.25)
     widths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     depths: tuple[int, ...] = (1, 2, 3)
-    population: int = 12
-    generations: int = 6
+    population: int = 16
+    generations: int = 8
     mutation: float = 0.3  # probability that a child's gene is redrawn
     quick_val_samples: int = 400
     recalibration_samples: int = 256
-    finalists: int = 3
+    finalists: int = 4
     # points below the front's best: inherited weights rank sub-networks roughly, not finely
     finalist_window: float = 15.0
-    supernet: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=16, lr=3e-3))
-    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8, lr=1e-3))
+    supernet: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=3e-3))
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=1e-3))
 
     def __post_init__(self) -> None:
         _float(self, "accuracy_budget", 0.0)

@@ -185,33 +185,46 @@ class ConvBN(nn.Module):
 
     A smaller kernel is the centre of the weight, fewer output channels the first ones,
     fewer input channels the first ones of each group's slice. A student's layers are
-    exactly its size, so slicing is skipped and the exported graph is a plain conv.
+    exactly its size and call their ``nn.Conv2d`` and ``nn.BatchNorm2d`` as they are, so
+    that the exported head is the plain graph the int8 quantizer and the pricing know.
     """
 
-    def __init__(self, cout: int, cin_per_group: int, kernel: int, *, bn: bool = True) -> None:
+    def __init__(
+        self,
+        cout: int,
+        cin_per_group: int,
+        kernel: int,
+        *,
+        bn: bool = True,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+    ) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(cout, cin_per_group, kernel, kernel))
-        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
-        self.bias: nn.Parameter | None = None
+        self.conv = nn.Conv2d(
+            cin_per_group * groups, cout, kernel, stride, kernel // 2, groups=groups, bias=bias
+        )
+        nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
         self.bn = nn.BatchNorm2d(cout) if bn else None
-        self.record: Callable[[ConvBN, int, int, int], None] | None = None
+        self.record: Callable[[ConvBN, int, int, int, int, int], None] | None = None
 
     def run(
         self, x: torch.Tensor, cout: int, kernel: int, stride: int, groups: int
     ) -> torch.Tensor:
         cin_per_group = x.shape[1] // groups
         if self.record is not None:
-            self.record(self, cout, cin_per_group, kernel)
-        w: torch.Tensor = self.weight
-        if w.shape[0] != cout or w.shape[1] != cin_per_group:
+            self.record(self, cout, cin_per_group, kernel, stride, groups)
+        conv = self.conv
+        w: torch.Tensor = conv.weight
+        exact = tuple(w.shape) == (cout, cin_per_group, kernel, kernel)
+        if exact and conv.stride == (stride, stride) and conv.groups == groups:
+            y = conv(x)
+        else:
             w = w[:cout, :cin_per_group]
-        if w.shape[-1] != kernel:
             off = (w.shape[-1] - kernel) // 2
             w = w[:, :, off : off + kernel, off : off + kernel]
-        b: torch.Tensor | None = self.bias
-        if b is not None and b.shape[0] != cout:
-            b = b[:cout]
-        y = F.conv2d(x, w, b, stride, kernel // 2, 1, groups)
+            b = None if conv.bias is None else conv.bias[:cout]
+            y = F.conv2d(x, w, b, stride, kernel // 2, 1, groups)
         bn = self.bn
         if bn is None:
             return y
@@ -229,16 +242,27 @@ class ConvBN(nn.Module):
             bn.eps,
         )
 
-    def sliced(self, cout: int, cin_per_group: int, kernel: int) -> ConvBN:
+    def sliced(
+        self, cout: int, cin_per_group: int, kernel: int, stride: int, groups: int
+    ) -> ConvBN:
         """A layer of exactly this size holding the shared weights (inherited, copied)."""
-        twin = ConvBN(cout, cin_per_group, kernel, bn=self.bn is not None)
-        off = (self.weight.shape[-1] - kernel) // 2
+        bias = self.conv.bias is not None
+        twin = ConvBN(
+            cout,
+            cin_per_group,
+            kernel,
+            bn=self.bn is not None,
+            stride=stride,
+            groups=groups,
+            bias=bias,
+        )
+        off = (self.conv.weight.shape[-1] - kernel) // 2
         with torch.no_grad():
-            twin.weight.copy_(
-                self.weight[:cout, :cin_per_group, off : off + kernel, off : off + kernel]
+            twin.conv.weight.copy_(
+                self.conv.weight[:cout, :cin_per_group, off : off + kernel, off : off + kernel]
             )
-            if self.bias is not None:
-                twin.bias = nn.Parameter(self.bias[:cout].clone())
+            if self.conv.bias is not None and twin.conv.bias is not None:
+                twin.conv.bias.copy_(self.conv.bias[:cout])
             if self.bn is not None and twin.bn is not None:
                 for name in ("weight", "bias", "running_mean", "running_var"):
                     getattr(twin.bn, name).copy_(getattr(self.bn, name)[:cout])
@@ -246,18 +270,29 @@ class ConvBN(nn.Module):
 
     def fused(self) -> ConvBN:
         """The same function with batch norm folded into the conv: one op where there were two."""
-        twin = ConvBN(*self.weight.shape[:3], bn=False)
+        conv = self.conv
+        cout, cin_per_group, kernel = conv.weight.shape[:3]
+        twin = ConvBN(
+            cout,
+            cin_per_group,
+            kernel,
+            bn=False,
+            stride=conv.stride[0],
+            groups=conv.groups,
+            bias=True,
+        )
+        assert twin.conv.bias is not None
         with torch.no_grad():
+            bias = conv.bias if conv.bias is not None else torch.zeros(cout)
             if self.bn is None:
-                twin.weight.copy_(self.weight)
-                twin.bias = None if self.bias is None else nn.Parameter(self.bias.clone())
+                twin.conv.weight.copy_(conv.weight)
+                twin.conv.bias.copy_(bias)
                 return twin
             bn = self.bn
             assert bn.running_mean is not None and bn.running_var is not None
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            bias = self.bias if self.bias is not None else torch.zeros_like(bn.running_mean)
-            twin.weight.copy_(self.weight * scale[:, None, None, None])
-            twin.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+            twin.conv.weight.copy_(conv.weight * scale[:, None, None, None])
+            twin.conv.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
         return twin
 
 
@@ -397,8 +432,10 @@ class Supernet(nn.Module):
         used: dict[str, ConvBN] = {}
         names = {id(m): k for k, m in self.layers.items()}
 
-        def record(layer: ConvBN, cout: int, cin_per_group: int, kernel: int) -> None:
-            used[names[id(layer)]] = layer.sliced(cout, cin_per_group, kernel)
+        def record(
+            layer: ConvBN, cout: int, cin_per_group: int, kernel: int, stride: int, groups: int
+        ) -> None:
+            used[names[id(layer)]] = layer.sliced(cout, cin_per_group, kernel, stride, groups)
 
         layers = [_conv_bn(m) for m in self.layers.values()]
         for layer in layers:
@@ -671,62 +708,78 @@ def smallest_student(head: Head, ctx: Context, config: NasConfig) -> Head:
 
 
 def plot_pareto(note: dict[str, Any], path: Path) -> Path:
-    """The search on one plot: predicted edge ms against accuracy, the front, the choice."""
+    """The search on two panels: every sub-network scored, then the fine-tuned finalists."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     evaluated = np.asarray(note["evaluated"], dtype=float).reshape(-1, 2)
-    ax.scatter(
-        evaluated[:, 0], evaluated[:, 1], s=10, c="0.7", label="sub-networks (inherited, val)"
-    )
+    left.scatter(evaluated[:, 0], evaluated[:, 1], s=10, c="0.6", label="sub-networks scored")
     sf = note["search_front"]
-    ax.plot(
+    left.plot(
         [c["predicted_edge_ms"] for c in sf],
         [c["val_accuracy_inherited"] for c in sf],
-        "o--",
+        "o-",
         c="tab:blue",
         ms=4,
-        label="search front (inherited, val)",
+        label="Pareto front",
     )
-    pf = note["pareto_front"]
-    ax.plot(
+    fin = note["finalists"]
+    left.scatter(
+        [c["predicted_edge_ms"] for c in fin],
+        [c["val_accuracy_inherited"] for c in fin],
+        s=60,
+        facecolors="none",
+        edgecolors="tab:green",
+        label="finalists",
+    )
+    left.set_title("search: inherited weights (validation)")
+    left.set_ylabel("accuracy (%)")
+
+    te, ch, pf = note["teacher"], note["chosen"], note["pareto_front"]
+    right.scatter(
+        [c["predicted_edge_ms"] for c in fin],
+        [c["test_accuracy"] for c in fin],
+        s=40,
+        c="tab:green",
+        alpha=0.5,
+        label="finalists, fine-tuned",
+    )
+    right.plot(
         [c["predicted_edge_ms"] for c in pf],
         [c["test_accuracy"] for c in pf],
         "s-",
         c="tab:green",
-        label="fine-tuned front (test)",
+        label="their Pareto front",
     )
-    ch, te = note["chosen"], note["teacher"]
-    ax.scatter(
+    right.scatter(
         [ch["predicted_edge_ms"]],
         [ch["test_accuracy"]],
-        s=120,
+        s=160,
         marker="*",
         c="tab:red",
         zorder=5,
-        label=f"chosen (budget {note['accuracy_budget']:g} pts)",
+        label=f"chosen (budget {note['accuracy_budget']:g} points)",
     )
-    ax.scatter(
+    right.scatter(
         [te["predicted_edge_ms"]],
         [te["test_accuracy"]],
         s=60,
         marker="D",
         c="black",
         zorder=5,
-        label="uncompressed head (test)",
+        label="uncompressed head",
     )
-    low = min(te["test_accuracy"], *(c["test_accuracy"] for c in pf)) - 5
-    ax.set_ylim(max(0.0, low), 100.5)
-    ax.set_xlabel(f"predicted head latency on {note['device']} (ms)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("nas: predicted edge latency vs measured accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    right.set_title("finalists: fine-tuned (test)")
+    for ax in (left, right):
+        ax.set_xlabel(f"predicted head latency on {note['device']} (ms)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("nas: predicted edge latency vs measured accuracy")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

@@ -96,6 +96,24 @@ def test_the_levers_change_the_predicted_latency(context) -> None:
     assert ms(decomposition="separable") > base  # rpi4 pays per op: two convs per block
 
 
+def test_a_searched_head_quantizes_to_int8(context) -> None:
+    from partitioner.compress.config import Int8Config
+    from partitioner.compress.head import Head
+    from partitioner.compress.registry import METHODS
+
+    space = space_for(context, NasConfig())
+    arch = Arch(tuple(StageChoice(3, d, 0.5, 1.0, 1) for d in ("ghost", "group")))
+    student = Supernet(space, seed=0).extract(arch, context.example).fused()
+    head = METHODS.get("int8").apply(
+        Head(student, student), context, Int8Config(calibration_samples=32)
+    )
+    # every conv of the student is one the PT2E quantizer recognises: int8 weights throughout
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in student.modules())
+    targets = [str(n.target) for n in head.module.graph.nodes]
+    assert sum("dequantize_per_channel" in t for t in targets) == convs
+    assert not any(p.dtype == torch.float32 and p.dim() == 4 for p in head.module.parameters())
+
+
 def test_pareto_front_is_non_dominated() -> None:
     rng = np.random.default_rng(0)
     points = [(float(a), float(b)) for a, b in rng.random((60, 2))]
