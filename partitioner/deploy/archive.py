@@ -45,6 +45,9 @@ MAX_TEXT_BYTES = 64  # archive_format, archive_version, byteorder, .data/*
 MAX_JSON_DEPTH = 64
 MAX_EXPR_CHARS = 512
 MAX_NAME_CHARS = 512
+# A shape expression's terms once multiplied out: torch expands each one on loading, k**n terms
+# for a product of n sums of k (12 sums of 3 took torch 44 s here); torch writes a handful.
+MAX_EXPANDED_TERMS = 64
 
 # ------------------------------------------------------------------------- the layout
 
@@ -713,8 +716,8 @@ def _check_treespec(text: Any, program: _Program, what: str) -> None:
 
 # ------------------------------------------------------------------ expression grammar
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<guard>L\['[A-Za-z_][A-Za-z0-9_]*'\]\.size\(\)\[[0-9]{1,2}\])"
+_TOKEN = re.compile(  # ASCII: no Unicode space, digit or letter that Python would read otherwise
+    r"(?a)\s*(?:(?P<guard>L\['[A-Za-z_][A-Za-z0-9_]*'\]\.size\(\)\[[0-9]{1,2}\])"
     r"|(?P<int>[0-9]{1,19})|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<str>'[A-Za-z0-9_]{1,32}')"
     r"|(?P<op>//|==|!=|<=|>=|[-+*%<>(),=]))"
 )
@@ -732,21 +735,22 @@ def _parse(text: str, program: _Program, *, guard: bool) -> None:
         guard := expr (('or' | 'and') expr)*                             (guards)
         expr  := sum [cmp sum]            cmp := == != <= >= < >
         sum   := term (('+' | '-') term)*
-        term  := unary (('*' | '//' | '%') unary)*
+        term  := unary (('*' | '//') unary)*   ('%' too in guards)
         unary := '-' unary | atom
         atom  := INT | '(' expr ')' | FloorDiv|Mod|Max|Min '(' expr, expr ')'
                | SYMBOL | Symbol('SYMBOL', flag=True|False, ...)        (shape expressions)
                | Add|Mul '(' expr (, expr)* ')' | Integer '(' ['-'] INT ')'   (shape expressions)
                | L['NAME'].size()[INT]                                   (guards)
 
-    where SYMBOL is s0, s1, ... and flag is positive, integer, nonnegative, real or finite.
+    where SYMBOL is s0, s1, ... and flag is positive, integer, nonnegative, real or finite,
+    and which multiplies out to at most MAX_EXPANDED_TERMS terms.
     """
     kind = "guard" if guard else "shape expression"
     if len(text) > MAX_EXPR_CHARS:
         program.fail(f"{kind} of {len(text)} characters, above the limit of {MAX_EXPR_CHARS}")
     tokens: list[tuple[str, str]] = []
     pos = 0
-    while pos < len(text.rstrip()):
+    while pos < len(text.rstrip(" \t\n\r\f\v")):
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
             program.fail(f"{kind} {text[:120]!r} is not arithmetic over shape symbols")
@@ -754,13 +758,13 @@ def _parse(text: str, program: _Program, *, guard: bool) -> None:
         tokens.append((group, m.group(group)))
         pos = m.end()
     tokens.append(("end", ""))
-    _Parser(tokens, lambda: program.fail(
-        f"{kind} {text[:120]!r} is not arithmetic over shape symbols"
+    _Parser(tokens, lambda why="is not arithmetic over shape symbols": program.fail(
+        f"{kind} {text[:120]!r} {why}"
     ), guard).parse()  # fmt: skip
 
 
 class _Parser:
-    def __init__(self, tokens: list[tuple[str, str]], fail: Callable[[], NoReturn], guard: bool):
+    def __init__(self, tokens: list[tuple[str, str]], fail: Callable[..., NoReturn], guard: bool):
         self.tokens, self.i, self.fail, self.guard, self.depth = tokens, 0, fail, guard, 0
 
     def peek(self) -> tuple[str, str]:
@@ -781,43 +785,65 @@ class _Parser:
             self.expr()
         self.take("end")
 
-    def expr(self) -> None:
+    # Each rule returns how many terms its expression has once products of sums are multiplied
+    # out, as torch's ShapeEnv does (safe_expand) for every symbolic size it loads.
+
+    def expr(self) -> int:
         self.depth += 1
         if self.depth > 32:
             self.fail()
-        self.sum()
+        terms = self.sum()
         if self.peek()[0] == "op" and self.peek()[1] in _COMPARISONS:
             self.i += 1
-            self.sum()
+            terms += self.sum()
         self.depth -= 1
+        return terms
 
-    def sum(self) -> None:
-        self.term()
+    def sum(self) -> int:
+        terms = self.term()
         while self.peek() in (("op", "+"), ("op", "-")):
             self.i += 1
-            self.term()
+            terms += self.term()
+        return terms
 
-    def term(self) -> None:
-        self.unary()
-        while self.peek() in (("op", "*"), ("op", "//"), ("op", "%")):
+    def term(self) -> int:
+        terms = self.unary()
+        # '%' in a guard is Python's on ints; in a shape expression sympy.sympify makes it
+        # sympy's Mod, whose evaluation of two products of sums runs for minutes (torch writes
+        # Mod(a, b) there, which is torch's own and quick).
+        ops = (
+            (("op", "*"), ("op", "//"), ("op", "%")) if self.guard else (("op", "*"), ("op", "//"))
+        )
+        while self.peek() in ops:
+            op = self.tokens[self.i][1]
             self.i += 1
-            self.unary()
+            right = self.unary()
+            terms = self.product(terms, right) if op == "*" else 1  # a // b, a % b: one term
+        return terms
 
-    def unary(self) -> None:
+    def product(self, left: int, right: int) -> int:
+        if left * right > MAX_EXPANDED_TERMS:
+            self.fail(
+                f"multiplies out to over {MAX_EXPANDED_TERMS} terms, which torch expands on "
+                "loading for minutes"
+            )
+        return left * right
+
+    def unary(self) -> int:
         if self.peek() == ("op", "-"):
             self.i += 1
-            self.unary()
-            return
-        self.atom()
+            return self.unary()
+        return self.atom()
 
-    def atom(self) -> None:
+    def atom(self) -> int:
         kind, value = self.peek()
         if kind == "int" or (kind == "guard" and self.guard):
             self.i += 1
         elif (kind, value) == ("op", "("):
             self.i += 1
-            self.expr()
+            terms = self.expr()
             self.take("op", ")")
+            return terms
         elif kind == "name" and value in _FUNCTIONS:
             self.i += 1
             self.take("op", "(")
@@ -829,11 +855,13 @@ class _Parser:
             # sympy's srepr, as torch.export writes a folded batch: Mul(Integer(4), Symbol(..)).
             self.i += 1
             self.take("op", "(")
-            self.expr()
+            terms = self.expr()
             while self.peek() == ("op", ","):
                 self.i += 1
-                self.expr()
+                right = self.expr()
+                terms = terms + right if value == "Add" else self.product(terms, right)
             self.take("op", ")")
+            return terms
         elif (kind, value) == ("name", "Integer") and not self.guard:
             self.i += 1
             self.take("op", "(")
@@ -858,3 +886,4 @@ class _Parser:
             self.take("op", ")")
         else:
             self.fail()
+        return 1

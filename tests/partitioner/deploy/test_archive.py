@@ -482,6 +482,70 @@ def test_shape_expressions_outside_the_grammar_are_refused(
         check_pt2(path)
 
 
+def _sums(n: int, width: int) -> str:
+    """A product of ``n`` sums of ``width`` symbols: width**n terms once multiplied out."""
+    return "*".join("(" + "+".join(f"s{i + j}" for j in range(width)) + ")" for i in range(n))
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        # sympy's Mod (what '%' becomes in sympify) on products of sums: minutes in torch.load
+        f"({_sums(6, 2)}) % ({_sums(6, 2)})",
+        # torch multiplies out every loaded size (3**12 terms: 44 s in torch.export.load here)
+        _sums(12, 3),
+        f"Mod({_sums(12, 3)}, s1)",
+        f"Mul({_sums(4, 2)}, {_sums(4, 2)})",
+        f"FloorDiv(s0, Max({_sums(7, 2)}, 1))",
+        # Unicode: a space Python's tokenizer would not read as one, digits and letters
+        "s0\u2003+ 1",
+        "s0 + \u0661",
+        "s\u2080",
+        "\uff53\uff10",
+    ],
+)
+def test_shape_expressions_torch_cannot_load_quickly_or_read_are_refused(
+    split: Path, tmp_path: Path, expression: str
+) -> None:
+    def use(program: Any) -> None:
+        meta = next(iter(program["graph_module"]["graph"]["tensor_values"].values()))
+        meta["sizes"][0] = {"as_expr": {"expr_str": expression, "hint": None}}
+
+    path, _ = _plant(split, tmp_path, _program_edit(use))
+    with pytest.raises(ArtifactError, match=f"member '{PROGRAM}': shape expression") as info:
+        check_pt2(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [_sums(6, 2), f"Mod({_sums(6, 2)}, {_sums(6, 2)})", f"({_sums(3, 2)}) // ({_sums(3, 2)})"],
+)
+def test_products_of_sums_up_to_the_limit_pass(
+    split: Path, tmp_path: Path, expression: str
+) -> None:
+    def use(program: Any) -> None:
+        meta = next(iter(program["graph_module"]["graph"]["tensor_values"].values()))
+        meta["sizes"][0] = {"as_expr": {"expr_str": expression, "hint": None}}
+
+    path, _ = _plant(split, tmp_path, _program_edit(use))
+    check_pt2(path)
+
+
+def test_a_guard_may_take_a_remainder_a_shape_expression_may_not(
+    split: Path, tmp_path: Path
+) -> None:
+    guard = "L['a'].size()[0] % 4 == 0"
+    path, _ = _plant(split, tmp_path, _program_edit(lambda p: p.update(guards_code=[guard])))
+    check_pt2(path)
+    derived = _program_edit(
+        lambda p: p.setdefault("range_constraints", {}).update({"s0 % 4": {"min_val": 0}})
+    )
+    path, _ = _plant(split, tmp_path, derived)
+    with pytest.raises(ArtifactError, match="shape expression 's0 % 4'"):
+        check_pt2(path)
+
+
 def test_the_guards_torch_writes_for_multi_input_tails_pass(split: Path, tmp_path: Path) -> None:
     guard = "L['layer2_1_relu2'].size()[0] == L['layer3_0_downsample_0'].size()[0]"
     path, _ = _plant(split, tmp_path, _program_edit(lambda p: p.update(guards_code=[guard])))
