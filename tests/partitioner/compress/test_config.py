@@ -82,7 +82,9 @@ def test_bad_yaml_and_missing_file(tmp_path) -> None:
 
 
 def test_unknown_method_lists_the_registry() -> None:
-    with pytest.raises(EdgecutError, match=r"expected one of distill, int8, lowrank, mixed, nas, prune"):
+    with pytest.raises(
+        EdgecutError, match=r"expected one of distill, int8, lowrank, mixed, nas, prune"
+    ):
         METHODS.get("svd")
 
 
