@@ -151,14 +151,27 @@ def export_triton(
             )
     written = []
     for (m, version), name in zip(chosen, names, strict=True):
-        _check_model_dir(out / name, version)
+        _check_model_dir(out / name, version, repo)
         written.append(_export_one(m.version_dir(version), out / name, name, version, options))
     return written
 
 
-def _check_model_dir(root: Path, version: str) -> None:
+def _check_model_dir(root: Path, version: str, repo: Path) -> None:
     """An earlier export's other versions would be served instead (Triton serves the
-    highest): refuse to mix them."""
+    highest): refuse to mix them. A model or version directory that is a symbolic link, or
+    that holds the repository, would have the export write where it was not asked to."""
+    for path in (root, root / version):
+        if path.is_symlink():
+            raise TritonExportError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); the export writes only "
+                "into directories of its output: remove the link or write to another directory"
+            )
+    resolved_repo = repo.resolve()
+    if root.resolve() == resolved_repo or root.resolve() in resolved_repo.parents:
+        raise TritonExportError(
+            f"Triton model directory {root} would hold the repository {repo}: write the Triton "
+            "repository to a directory of its own"
+        )
     if not root.is_dir():
         return
     others = sorted(p.name for p in root.iterdir() if p.name.isdigit() and p.name != version)
@@ -411,9 +424,14 @@ def _quote(text: str) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    # The temporary file is made anew (O_EXCL, no link followed): a link or file planted under
+    # its name by whoever else can write the output directory is removed, never written through.
     tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
     try:
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
