@@ -566,9 +566,11 @@ def test_the_guards_and_ranges_torch_writes_for_folded_batches_pass(
     path, _ = _plant(split, tmp_path, _program_edit(edit))
     check_pt2(path)
     for bad_guard in ("s0 or __import__('os')", "L['a'].size()[0] or"):
-        path, _ = _plant(
-            split, tmp_path, _program_edit(lambda p, g=bad_guard: p.update(guards_code=[g]))
-        )
+
+        def set_guard(p: Any, g: str = bad_guard) -> None:
+            p.update(guards_code=[g])
+
+        path, _ = _plant(split, tmp_path, _program_edit(set_guard))
         with pytest.raises(ArtifactError, match="guard"):
             check_pt2(path)
     bad_range = _program_edit(
