@@ -430,8 +430,9 @@ def compress(
 ) -> CompressResult:
     """Make the edge head of a plan smaller and measure the accuracy it costs (``edgecut
     compress``): exactly one of ``plan`` or ``cut_after`` names the head; ``method`` is
-    int8, prune, lowrank, distill or mixed (default: the config's, else the one a plan from
-    ``plan(accuracy_budget=...)`` chose); ``config`` a YAML file or a CompressConfig."""
+    int8, prune, lowrank, distill, nas (a hardware-aware search of the head, docs/compression.md)
+    or mixed (default: the config's, else the one a plan from ``plan(accuracy_budget=...)``
+    chose); ``config`` a YAML file or a CompressConfig."""
     import warnings
     from dataclasses import replace
 
