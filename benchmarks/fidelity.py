@@ -358,6 +358,15 @@ def run_model(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, A
             stop_process(cloud)
     report["cuts"] = {label(planner, c): version_of.get(c, "local") for c in cuts}
     report["load_average_after"] = os.getloadavg()
+    # How much this shared host itself drifted while the model was measured: the whole
+    # forward (median) and the sum of the node times, before and after.
+    after = measure_host(captured, repeats=args.repeats)
+    report["host_drift"] = {
+        "node_sum_ms_before": sum(cloud_p.measured_ms.values()),  # type: ignore[union-attr]
+        "node_sum_ms_after": sum(after.node_ms.values()),
+        "whole_forward_ms_after": after.total_ms,
+    }
+    log(f"{name}: host drift {report['host_drift']}")
     return report
 
 
