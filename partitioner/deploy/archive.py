@@ -48,6 +48,9 @@ MAX_NAME_CHARS = 512
 # A shape expression's terms once multiplied out: torch expands each one on loading, k**n terms
 # for a product of n sums of k (12 sums of 3 took torch 44 s here); torch writes a handful.
 MAX_EXPANDED_TERMS = 64
+# ... and over the whole program, counting the products of two sums (a 64-term one took torch
+# 0.4 s here, and a 64 MiB program holds 100,000 of them); torch's own hold few or none.
+MAX_PROGRAM_EXPANDED_TERMS = 1024
 
 # ------------------------------------------------------------------------- the layout
 
@@ -464,6 +467,7 @@ class _Program:
 
     def __init__(self, where: _Where) -> None:
         self.where = where
+        self.expanded_terms = 0  # the terms of every product of sums torch will multiply out
 
     def fail(self, what: str) -> NoReturn:
         self.where.fail(what)
@@ -743,7 +747,8 @@ def _parse(text: str, program: _Program, *, guard: bool) -> None:
                | L['NAME'].size()[INT]                                   (guards)
 
     where SYMBOL is s0, s1, ... and flag is positive, integer, nonnegative, real or finite,
-    and which multiplies out to at most MAX_EXPANDED_TERMS terms.
+    and which multiplies out to at most MAX_EXPANDED_TERMS terms (the program's products of
+    sums, to MAX_PROGRAM_EXPANDED_TERMS together).
     """
     kind = "guard" if guard else "shape expression"
     if len(text) > MAX_EXPR_CHARS:
@@ -760,12 +765,19 @@ def _parse(text: str, program: _Program, *, guard: bool) -> None:
     tokens.append(("end", ""))
     _Parser(tokens, lambda why="is not arithmetic over shape symbols": program.fail(
         f"{kind} {text[:120]!r} {why}"
-    ), guard).parse()  # fmt: skip
+    ), guard, program).parse()  # fmt: skip
 
 
 class _Parser:
-    def __init__(self, tokens: list[tuple[str, str]], fail: Callable[..., NoReturn], guard: bool):
+    def __init__(
+        self,
+        tokens: list[tuple[str, str]],
+        fail: Callable[..., NoReturn],
+        guard: bool,
+        program: _Program,
+    ) -> None:
         self.tokens, self.i, self.fail, self.guard, self.depth = tokens, 0, fail, guard, 0
+        self.program = program
 
     def peek(self) -> tuple[str, str]:
         return self.tokens[self.i]
@@ -827,6 +839,13 @@ class _Parser:
                 f"multiplies out to over {MAX_EXPANDED_TERMS} terms, which torch expands on "
                 "loading for minutes"
             )
+        if left > 1 and right > 1 and not self.guard:  # a sum times a sum: torch expands it
+            self.program.expanded_terms += left * right
+            if self.program.expanded_terms > MAX_PROGRAM_EXPANDED_TERMS:
+                self.fail(
+                    f"takes the program's products of sums past {MAX_PROGRAM_EXPANDED_TERMS} "
+                    "terms multiplied out, which torch expands on loading for minutes"
+                )
         return left * right
 
     def unary(self) -> int:

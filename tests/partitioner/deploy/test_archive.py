@@ -532,6 +532,33 @@ def test_products_of_sums_up_to_the_limit_pass(
     check_pt2(path)
 
 
+def _every_size(expression: Callable[[int], str]) -> Callable[[Members, Path], None]:
+    """Each dim of each tensor value set to ``expression(n)``, n counting the dims."""
+
+    def use(program: Any) -> None:
+        n = 0
+        for meta in program["graph_module"]["graph"]["tensor_values"].values():
+            for d in range(len(meta["sizes"])):
+                meta["sizes"][d] = {"as_expr": {"expr_str": expression(n), "hint": None}}
+                n += 1
+
+    return _program_edit(use)
+
+
+def test_many_products_of_sums_within_the_limit_each_are_refused_together(
+    split: Path, tmp_path: Path
+) -> None:
+    """torch took 0.4 s per 64-term product here: a program of thousands would hold a node for
+    minutes, each one under the per-expression limit."""
+    path, _ = _plant(split, tmp_path, _every_size(lambda n: _sums(6, 2).replace("s0", f"s{n}")))
+    with pytest.raises(ArtifactError, match="past 1024 terms multiplied out"):
+        check_pt2(path)
+    # Products of two small sums, as a flattened H*W with dynamic sizes would be, pass.
+    small = _every_size(lambda n: f"(FloorDiv(s{n}, 2) + 1)*(FloorDiv(s{n + 1}, 2) + 1)")
+    path, _ = _plant(split, tmp_path, small)
+    check_pt2(path)
+
+
 def test_a_guard_may_take_a_remainder_a_shape_expression_may_not(
     split: Path, tmp_path: Path
 ) -> None:
