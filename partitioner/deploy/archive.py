@@ -485,8 +485,12 @@ class _Program:
             if not SYMBOL.fullmatch(symbol):  # a derived dim, such as 4*s0 (a folded batch)
                 _parse(symbol, self, guard=False)
             for bound in bounds.values():
-                if bound is not None and type(bound) is not int:
-                    self.fail(f"range constraint {symbol!r}: bounds must be integers or null")
+                # int64's: torch writes null for no bound; a 4,000-digit one would make every
+                # bound torch computes from it (s0 to the 170th) a number of millions of digits.
+                if bound is not None and (type(bound) is not int or not -(2**63) <= bound < 2**63):
+                    self.fail(
+                        f"range constraint {symbol[:80]!r}: bounds must be 64-bit integers or null"
+                    )
         for verifier in _strings(doc.get("verifiers", []), self, "verifiers"):
             if not VERIFIER.fullmatch(verifier):
                 self.fail(f"verifier {verifier[:80]!r} is not a dialect name such as TRAINING")

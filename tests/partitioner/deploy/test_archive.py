@@ -559,6 +559,16 @@ def test_many_products_of_sums_within_the_limit_each_are_refused_together(
     check_pt2(path)
 
 
+@pytest.mark.parametrize("bound", [2**63, -(2**63) - 1, 10**4000, 1.5, "4"])
+def test_range_bounds_beyond_64_bits_are_refused(split: Path, tmp_path: Path, bound: Any) -> None:
+    edit = _program_edit(
+        lambda p: p.setdefault("range_constraints", {}).update({"s0": {"max_val": bound}})
+    )
+    path, _ = _plant(split, tmp_path, edit)
+    with pytest.raises(ArtifactError, match="bounds must be 64-bit integers or null"):
+        check_pt2(path)
+
+
 def test_a_guard_may_take_a_remainder_a_shape_expression_may_not(
     split: Path, tmp_path: Path
 ) -> None:
