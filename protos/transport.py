@@ -503,6 +503,9 @@ def build_channel(
 # ------------------------------------------------------------ targets and probes
 
 
+_REPLICAS_EXAMPLE = "10.0.0.5:8001,10.0.0.6:8001"
+
+
 def parse_target(target: str) -> tuple[str, int]:
     """``host:port`` or ``[ipv6]:port`` as ``(host, port)``; ValueError says what is wrong.
 
@@ -525,6 +528,8 @@ def parse_target(target: str) -> tuple[str, int]:
         host, colon, port_text = target.rpartition(":")
         if not colon:
             raise ValueError(f"{target!r} has no port: {example}")
+        if ";" in target:
+            raise ValueError(f"{target!r}: separate replicas with commas, e.g. {_REPLICAS_EXAMPLE}")
         if ":" in host:
             raise ValueError(f"{target!r}: write an IPv6 address in brackets, e.g. [::1]:8001")
         if not host or not all(c.isascii() and (c.isalnum() or c in ".-_") for c in host):
@@ -542,22 +547,29 @@ def parse_targets(targets: str) -> list[tuple[str, int]]:
     what is wrong.
     """
     parts = targets.split(",")
+    if len(parts) > 1 and not all(parts):
+        raise ValueError(
+            f"{targets!r} has an empty entry: list the replicas as {_REPLICAS_EXAMPLE}"
+        )
     addresses = [parse_target(part) for part in parts]
     if len(addresses) > 1:
-        families = set()
-        for part, (host, _port) in zip(parts, addresses, strict=True):
+        seen: set[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]] = set()
+        for part, (host, port) in zip(parts, addresses, strict=True):
             try:
-                families.add(ipaddress.ip_address(host).version)
+                ip = ipaddress.ip_address(host)
             except ValueError:
                 raise ValueError(
                     f"{targets!r}: {part!r} names a host; a list of replicas takes IP addresses "
-                    "(e.g. 10.0.0.5:8001,10.0.0.6:8001), or give one DNS name that resolves to "
-                    "every replica"
+                    f"(e.g. {_REPLICAS_EXAMPLE}), or give one DNS name that resolves to every "
+                    "replica"
                 ) from None
-        if len(families) > 1:
+            # One replica spelled two ways ([::1] and [0::1], ::ffff:10.0.0.1 and ::ffff:a00:1)
+            # would get two shares of round_robin: compare addresses, not text.
+            if (ip, port) in seen:
+                raise ValueError(f"{targets!r} lists {part!r} twice (as the same address)")
+            seen.add((ip, port))
+        if len({ip.version for ip, _port in seen}) > 1:
             raise ValueError(f"{targets!r} mixes IPv4 and IPv6 addresses: list one family")
-        if len(set(addresses)) < len(addresses):
-            raise ValueError(f"{targets!r} lists an address twice")
     return addresses
 
 

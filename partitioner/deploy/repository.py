@@ -110,7 +110,7 @@ class RepositoryModel:
 
 
 def _check_name(kind: str, name: str, pattern: re.Pattern[str], expected: str) -> str:
-    if not pattern.match(name):
+    if not pattern.fullmatch(name):
         raise RepositoryError(f"{kind} {name!r} is not valid: expected {expected}")
     return name
 
@@ -136,7 +136,7 @@ def version_dirs(root: Path) -> list[str]:
         (
             p.name
             for p in root.iterdir()
-            if p.is_dir() and VERSION_PATTERN.match(p.name) and (p / "manifest.json").exists()
+            if p.is_dir() and VERSION_PATTERN.fullmatch(p.name) and (p / "manifest.json").exists()
         ),
         key=int,
     )
@@ -222,7 +222,7 @@ def scan_repository(path: str | Path, *, keep_broken: bool = False) -> dict[str,
     for child in sorted(root.iterdir()):
         if not child.is_dir() or child.name.startswith("."):
             continue
-        if not NAME_PATTERN.match(child.name):
+        if not NAME_PATTERN.fullmatch(child.name):
             continue
         model = read_model_or_reason(child) if keep_broken else read_model(child)
         if model.versions or model.local is not None:

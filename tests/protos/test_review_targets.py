@@ -8,11 +8,6 @@ import pytest
 from protos import transport
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding: duplicates are compared as text, so one replica spelled twice "
-    "gets two shares of round_robin; the replicas owner fixes parse_targets, then removes this",
-)
 @pytest.mark.parametrize(
     "targets",
     ["[::1]:8001,[0::1]:8001", "[::ffff:10.0.0.1]:8001,[::ffff:a00:1]:8001"],
@@ -22,11 +17,6 @@ def test_one_replica_spelled_twice_is_refused(targets: str) -> None:
         transport.parse_targets(targets)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding: an empty entry ('a,' or 'a,,b') is reported as \"'' is not an "
-    'address", without the list it came from; the replicas owner fixes it, then removes this',
-)
 @pytest.mark.parametrize("targets", ["10.0.0.1:8001,", "10.0.0.1:8001,,10.0.0.2:8001"])
 def test_an_empty_entry_is_named_with_its_list(targets: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -34,11 +24,6 @@ def test_an_empty_entry_is_named_with_its_list(targets: str) -> None:
     assert repr(targets) in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding: '10.0.0.1:8001;10.0.0.2:8001' is told to bracket an IPv6 "
-    "address; the replicas owner fixes the message, then removes this",
-)
 def test_a_separator_typo_is_not_reported_as_ipv6() -> None:
     with pytest.raises(ValueError) as info:
         transport.parse_targets("10.0.0.1:8001;10.0.0.2:8001")

@@ -11,12 +11,6 @@ from partitioner.deploy.repository import check_model_name, check_version
 from partitioner.errors import EdgecutError
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding: NAME_PATTERN and VERSION_PATTERN end in '$' and are used with "
-    ".match, which accepts a trailing newline; the repository owner switches to fullmatch, "
-    "then removes this mark",
-)
 @pytest.mark.parametrize(
     "check, name", [(check_model_name, "digits_cnn\n"), (check_version, "1\n")]
 )
