@@ -585,7 +585,7 @@ def trace_check(
 # ----------------------------------------------------------------------------- output
 
 
-def plot(report: dict[str, Any], out: Path) -> Path:
+def plot(report: dict[str, Any], out: Path, suffix: str = "") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -610,7 +610,7 @@ def plot(report: dict[str, Any], out: Path) -> Path:
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"{report['model']} {report['input_shape']}: measured vs predicted per cut")
     fig.tight_layout()
-    path = out / f"fidelity_{report['model']}.png"
+    path = out / f"fidelity_{report['model']}{suffix}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -706,9 +706,7 @@ def main() -> int:
     path = args.out / f"fidelity{suffix}.json"
     path.write_text(json.dumps(doc, indent=1))
     for rep in reports:
-        png = plot(rep, args.out)
-        if quick:
-            png.rename(png.with_name(png.stem + "_quick.png"))
+        plot(rep, args.out, suffix)
     print_tables(reports)
     print(f"\nwrote {path} and the PNGs in {args.out} ({doc['wall_s'] / 60:.1f} min)")
     return 0
