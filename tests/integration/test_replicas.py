@@ -194,8 +194,8 @@ def test_a_replica_killed_mid_stream_loses_and_duplicates_no_frame(
     [
         ("127.0.0.1:5001,localhost:5002", "'localhost:5002' names a host"),
         ("127.0.0.1:5001,[::1]:5002", "mixes IPv4 and IPv6"),
-        ("127.0.0.1:5001,127.0.0.1:5001", "lists an address twice"),
-        ("127.0.0.1:5001,", "'' is not an address"),
+        ("127.0.0.1:5001,127.0.0.1:5001", "lists '127.0.0.1:5001' twice"),
+        ("127.0.0.1:5001,", "has an empty entry"),
     ],
 )
 def test_a_bad_list_of_replicas_is_refused_in_one_line(cloud: str, message: str) -> None:
