@@ -27,7 +27,9 @@ namespaces first), and :func:`cleanup` removes what processes that no longer run
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -84,10 +86,17 @@ def new_tag() -> str:
     return f"{os.getpid()}x{next(_serial) % 100}"  # interface names stay within 15 characters
 
 
+# The only names a testbed makes: namespaces ectb-<pid>x<n>-edge|cloud|probe and interfaces
+# ectb<pid>x<n>e|c. Anything else with the prefix is someone else's and is never touched.
+_NAMESPACE = re.compile(rf"{PREFIX}-(\d+)x\d+-(edge|cloud|probe)")
+_INTERFACE = re.compile(rf"{PREFIX}(\d+)x\d+[ec]")
+
+
 def owner_pid(name: str) -> int | None:
-    """The pid in a testbed name (``ectb-1234x0-edge``, ``ectb1234x0e``), or None."""
-    digits = name.removeprefix(PREFIX).lstrip("-").split("x", 1)[0]
-    return int(digits) if digits.isdigit() else None
+    """The pid in a testbed's name (``ectb-1234x0-edge``, ``ectb1234x0e``); None for a name
+    no testbed makes."""
+    match = _NAMESPACE.fullmatch(name) or _INTERFACE.fullmatch(name)
+    return int(match.group(1)) if match else None
 
 
 def alive(pid: int) -> bool:
@@ -135,10 +144,10 @@ class Link:
     def create(cls, rate_mbit: float, *, delay_ms: float = 0.0, edge_in_root: bool = False) -> Link:
         """Build and shape the link (TestbedError if that fails; what was made is removed)."""
         check_root()
-        if not rate_mbit > 0:
-            raise TestbedError(f"link rate must be > 0 Mbit/s, got {rate_mbit}")
-        if delay_ms < 0:
-            raise TestbedError(f"link delay must be >= 0 ms, got {delay_ms}")
+        if not (math.isfinite(rate_mbit) and rate_mbit > 0):
+            raise TestbedError(f"link rate must be a finite number > 0 Mbit/s, got {rate_mbit}")
+        if not (math.isfinite(delay_ms) and delay_ms >= 0):
+            raise TestbedError(f"link delay must be a finite number >= 0 ms, got {delay_ms}")
         tag = new_tag()
         delay_via = "none" if delay_ms == 0 else ("netem" if has_netem() else "edge")
         link = cls(
@@ -226,6 +235,8 @@ class Link:
 
     def set_rate(self, rate_mbit: float) -> None:
         """Change the edge-to-cloud rate now (``tc qdisc change``); frames in flight feel it."""
+        if not (math.isfinite(rate_mbit) and rate_mbit > 0):
+            raise TestbedError(f"link rate must be a finite number > 0 Mbit/s, got {rate_mbit}")
         self.rate_mbit = rate_mbit
         self._shape("change")
 
@@ -304,7 +315,7 @@ def cleanup(*, everything: bool = False) -> tuple[list[str], list[str]]:
 
     def orphaned(name: str) -> bool:
         pid = owner_pid(name)
-        return everything or pid is None or not alive(pid)
+        return pid is not None and (everything or not alive(pid))
 
     namespaces = [ns for ns in namespaces if orphaned(ns)]
     links = [ln for ln in links if orphaned(ln)]

@@ -15,6 +15,7 @@ processes and removes the namespaces; nothing outlives it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -49,12 +50,23 @@ class TestbedConfig:
     workdir: Path | None = None  # logs and port files (default: a temporary directory)
 
     def __post_init__(self) -> None:
-        if not self.rate_mbit > 0:
-            raise TestbedError(f"testbed: rate must be > 0 Mbit/s, got {self.rate_mbit}")
-        if self.delay_ms < 0:
-            raise TestbedError(f"testbed: delay must be >= 0 ms, got {self.delay_ms}")
-        if not self.trace_step_s > 0:
-            raise TestbedError(f"testbed: trace step must be > 0 s, got {self.trace_step_s}")
+        finite = math.isfinite
+        if not (finite(self.rate_mbit) and self.rate_mbit > 0):
+            raise TestbedError(
+                f"testbed: rate must be a finite number > 0 Mbit/s, got {self.rate_mbit}"
+            )
+        if not (finite(self.delay_ms) and self.delay_ms >= 0):
+            raise TestbedError(
+                f"testbed: delay must be a finite number >= 0 ms, got {self.delay_ms}"
+            )
+        if not (finite(self.trace_step_s) and self.trace_step_s > 0):
+            raise TestbedError(
+                f"testbed: trace step must be a finite number > 0 s, got {self.trace_step_s}"
+            )
+        if not (finite(self.trace_start_s) and self.trace_start_s >= 0):
+            raise TestbedError(
+                f"testbed: trace start must be a finite number >= 0 s, got {self.trace_start_s}"
+            )
 
 
 def node_env(threads: int) -> dict[str, str]:

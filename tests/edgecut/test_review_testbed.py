@@ -15,11 +15,6 @@ from edgecut.testbed.run import TestbedConfig
 DEAD_PID = 4_194_303  # pid_max's largest: not a running process here
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding: link.owner_pid reads any 'ectb*' name without a pid as "
-    "an orphan; the testbed owner fixes link.py, then removes this mark",
-)
 def test_cleanup_spares_namespaces_and_interfaces_a_testbed_never_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -40,11 +35,6 @@ def test_cleanup_spares_namespaces_and_interfaces_a_testbed_never_names(
     assert removed == [ours_ns, ours_if]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding: TestbedConfig checks 'delay_ms < 0' and 'rate_mbit > 0', "
-    "which NaN and inf pass; the testbed owner fixes run.py, then removes this mark",
-)
 @pytest.mark.parametrize(
     ("rate_mbit", "delay_ms"), [(5.0, math.nan), (math.inf, 0.0), (5.0, math.inf)]
 )
