@@ -311,7 +311,9 @@ def _decode_tensors(
             for t, raw in zip(tensors, raw_contents, strict=True)
         }
         for t in tensors:
-            if t.HasField("contents") and not _same_typed_copy(t, arrays[t.name], role):
+            # An empty contents message carries nothing (MLServer 1.7 sends one beside the raw
+            # bytes); typed values beside raw ones are refused unless they repeat them.
+            if t.contents.ByteSize() and not _same_typed_copy(t, arrays[t.name], role):
                 raise TensorWireError(
                     f"{role} {clip(t.name)!r} has typed contents while the message uses {raw_field}; "
                     "the protocol allows one form or the other, not both",
@@ -341,8 +343,8 @@ def _decode_tensors(
 def _same_typed_copy(tensor: Any, raw: np.ndarray[Any, Any], role: str) -> bool:
     """Whether an output's typed contents repeat its raw contents exactly.
 
-    Some servers (MLServer 1.7) answer with both forms; an answer whose two forms agree is read,
-    one whose forms differ is refused. Requests get no such leniency: a client sends one form.
+    A server may answer with both forms; an answer whose two forms agree is read, one whose
+    forms differ is refused. Requests get no such leniency: a client sends one form.
     """
     if role != "output":
         return False

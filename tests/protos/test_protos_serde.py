@@ -280,8 +280,16 @@ def _both_forms_response(typed: list[float]) -> pb.ModelInferResponse:
     return response
 
 
+def test_an_empty_typed_contents_beside_raw_bytes_is_no_second_form() -> None:
+    # MLServer 1.7.1 answers with an empty `contents` message set beside raw_output_contents.
+    got = serde.response_from_proto(_both_forms_response([]))
+    np.testing.assert_array_equal(got.outputs["y"], np.array([1.5, -2.0], dtype=np.float32))
+    request = raw_request(("a", "INT32", [1], bytes(4)))
+    request.inputs[0].contents.SetInParent()
+    assert serde.request_from_proto(request).inputs["a"].tolist() == [0]
+
+
 def test_an_answer_with_both_forms_is_read_only_when_they_agree() -> None:
-    # MLServer 1.7 answers with typed contents beside raw_output_contents.
     got = serde.response_from_proto(_both_forms_response([1.5, -2.0]))
     np.testing.assert_array_equal(got.outputs["y"], np.array([1.5, -2.0], dtype=np.float32))
     with pytest.raises(TensorWireError, match="'y' has typed contents while the message uses raw"):
