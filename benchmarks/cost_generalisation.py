@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections import defaultdict
 from dataclasses import replace
 
 import torch
 from corpus import load_corpus  # benchmarks/corpus.py: the corpus the tests define
+from torch.profiler import ProfilerActivity
 
 import partitioner.model.zoo as zoo
 from partitioner.model.capture import CapturedModel, capture
 from partitioner.pricing.calibration import PublishedFigure, fit_device
-from partitioner.pricing.host import measure_host, measure_memory_bandwidth_gbps
+from partitioner.pricing.host import CLOCKS, clock_for, measure_host, measure_memory_bandwidth_gbps
 from partitioner.pricing.profiles import DEVICES, DeviceProfile
 
 THREADS = 1
@@ -38,15 +38,31 @@ HELD_OUT_CNNS = ("resnet34",)  # convolutional too, not fitted: the fit's own sa
 
 
 def whole_forward_ms(cap: CapturedModel, x: torch.Tensor, repeats: int, warmup: int = 2) -> float:
+    # The clock partitioner.pricing.host reads: at one thread, the thread's CPU time, which a
+    # busy machine's wait for a core does not inflate (wall time did: under load the fit and
+    # the per-node times disagreed by 2x).
+    clock = CLOCKS[clock_for(THREADS)]
     with torch.inference_mode():
         for _ in range(warmup):
             cap.module(x)
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = clock()
             cap.module(x)
-            times.append((time.perf_counter() - start) * 1e3)
+            times.append((clock() - start) * 1e3)
     return statistics.median(times)
+
+
+def kernels_run(cap: CapturedModel, x: torch.Tensor) -> str:
+    """What one forward dispatches to, by ATen op (torch.profiler): a recurrent layer runs as
+    one fused oneDNN kernel per layer (LSTM at fp32 on CPU) or as torch's own loop over the
+    time steps, a GEMV and a dozen small elementwise kernels per step (GRU, RNN)."""
+    with torch.inference_mode(), torch.profiler.profile(activities=[ProfilerActivity.CPU]) as p:
+        cap.module(x)
+    events = [e for e in p.key_averages() if e.key.startswith("aten::")]
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:3]  # where the time goes
+    calls = sum(e.count for e in events)
+    return f"{calls} ATen calls, most time in " + ", ".join(f"{e.key} x{e.count}" for e in top)
 
 
 def by_class(profile: DeviceProfile, cap: CapturedModel, measured: dict[str, float] | None):
@@ -128,6 +144,8 @@ def main() -> None:
             f"predicted {predicted:.1f} ms, measured {ms:.1f} ms",
             flush=True,
         )
+        if entry.kind == "recurrent":
+            print(f"    runs {kernels_run(cap, x)}", flush=True)
 
     print(f"\n{'model':30s} {'kind':28s} {'predicted ms':>13s} {'measured ms':>12s} {'error':>8s}")
     for name, kind, predicted, measured in rows:
