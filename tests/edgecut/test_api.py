@@ -128,6 +128,11 @@ def test_simulate_and_sweep_equal_the_cli(capsys, tmp_path: Path) -> None:
     assert stable(api_sweep.to_json()) == stable(cli)
     assert cells[0] == (0, cells[0][1]) and cells[-1] == (cells[0][1], cells[0][1])
     assert (tmp_path / "sweep" / "sweep.png").stat().st_size > 10_000
+    from PIL import Image
+
+    with Image.open(tmp_path / "sweep" / "sweep.png") as png:
+        assert png.size[0] >= 800 and png.size[1] >= 400, png.size
+        assert len(png.convert("L").getcolors(maxcolors=1 << 16) or []) > 20  # not blank
 
 
 def test_compress_equals_the_cli(capsys, tmp_path: Path) -> None:
