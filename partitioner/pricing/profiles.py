@@ -167,6 +167,13 @@ DEVICES: Registry[DeviceProfile] = Registry("device")
 # products (one row per frame per time step) over weights that stay in cache: a
 # fifth of peak (0.05 was assumed first; measured on an x86 host with 1 thread, an
 # LSTM ran at 0.29 and a GRU at 0.14 of the fitted peak: benchmarks/cost_generalisation.py).
+# So 0.20 was read off the held-out recurrent models: not a generalisation result. Their
+# gap is the kernel path, not the FLOPs (counted within 1% of the analytic count): at fp32
+# on CPU torch runs an LSTM as one fused oneDNN kernel per layer, a GRU (and an RNN, or an
+# LSTM with mkldnn off) as its own loop over the steps, a GEMV and ~40 small ATen calls per
+# step; the same LSTM through that loop ran at the GRU's rate (36 vs 34 GFLOP/s, 1 thread).
+# With a 2x gap no one constant puts both within +-25% (+-35% at best); that needs the
+# capture to record which path an op takes.
 # Embeddings and unpriced ops have no FLOPs to price: only their bytes count.
 _CPU_EFFICIENCY = {
     "conv": 0.60,
