@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,12 +183,30 @@ def train_digits_cnn(
     machine always yields the same weights and the caller's RNG state is untouched.
     """
     split = digits_split()
+    return train_classifier(DigitsCNN, split.x_train, split.y_train, config, progress=progress)
+
+
+def train_classifier(
+    build: Callable[[], nn.Module],
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    config: DigitsTrainConfig | Any,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """Train ``build()`` on (x_train, y_train) by cross-entropy: AdamW, one-cycle learning rate.
+
+    ``config`` has ``epochs``, ``lr``, ``batch_size``, ``seed`` and ``weight_decay``. Initial
+    weights and dropout come from a forked torch RNG seeded with ``config.seed`` and the batch
+    order from a numpy Generator with the same seed, so one config on one machine always yields
+    the same weights and the caller's RNG state is untouched. Returned in ``eval()`` mode.
+    """
     rng = np.random.default_rng(config.seed)
-    n_train = split.x_train.shape[0]
+    n_train = x_train.shape[0]
     steps = config.epochs * math.ceil(n_train / config.batch_size)
     with torch.random.fork_rng(devices=[]), reproducible_cpu():
         torch.manual_seed(config.seed)
-        model = DigitsCNN()
+        model = build()
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -196,7 +215,7 @@ def train_digits_cnn(
         for epoch in range(1, config.epochs + 1):
             loss_sum = 0.0
             for index in shuffled_batches(n_train, config.batch_size, rng):
-                loss = F.cross_entropy(model(split.x_train[index]), split.y_train[index])
+                loss = F.cross_entropy(model(x_train[index]), y_train[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -260,20 +279,23 @@ def save_atomically(state: dict[str, torch.Tensor], path: Path) -> None:
 
 def trained_digits_cnn(config: DigitsTrainConfig = DEFAULT_CONFIG) -> DigitsCNN:
     """A :class:`DigitsCNN` trained with ``config``: from the cache, else trained and cached."""
-    path = cache_path(config)
-    model = DigitsCNN()
+    return cached_or_trained(DigitsCNN, cache_path(config), lambda: train_digits_cnn(config))
+
+
+def cached_or_trained(build: Callable[[], nn.Module], path: Path, train: Callable[[], Any]) -> Any:
+    """``build()`` with the weights cached at ``path``; when they are absent, truncated or
+    incompatible, ``train()``'s model, written to ``path`` (a warning if it cannot be)."""
+    model = build()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval()
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
-        # Absent (FileNotFoundError), truncated or incompatible: train and (over)write it.
-        pass
-    model = train_digits_cnn(config)
+        pass  # absent (FileNotFoundError), truncated or incompatible: train and (over)write it
+    model = train()
     try:
         save_atomically(model.state_dict(), path)
     except OSError as exc:
-        warnings.warn(f"could not cache digits_cnn weights at {path}: {exc}", stacklevel=2)
+        warnings.warn(f"could not cache trained weights at {path}: {exc}", stacklevel=3)
     return model
 
 

@@ -13,23 +13,19 @@ import dataclasses
 import hashlib
 import json
 import math
-import pickle
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from partitioner.errors import ConfigError
 from partitioner.model.zoo.digits import (
     DigitsSplit,
     cache_dir,
-    reproducible_cpu,
-    save_atomically,
-    shuffled_batches,
+    cached_or_trained,
+    train_classifier,
 )
 from partitioner.model.zoo.registry import register_model
 
@@ -167,25 +163,7 @@ def train_mnist_cnn(config: MnistTrainConfig = DEFAULT_CONFIG) -> MnistCNN:
     batch order from a numpy Generator, one deterministic thread.
     """
     split = mnist_split()
-    rng = np.random.default_rng(config.seed)
-    n_train = split.x_train.shape[0]
-    steps = config.epochs * math.ceil(n_train / config.batch_size)
-    with torch.random.fork_rng(devices=[]), reproducible_cpu():
-        torch.manual_seed(config.seed)
-        model = MnistCNN()
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps)
-        model.train()
-        for _ in range(config.epochs):
-            for index in shuffled_batches(n_train, config.batch_size, rng):
-                loss = F.cross_entropy(model(split.x_train[index]), split.y_train[index])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-    return model.eval()
+    return train_classifier(MnistCNN, split.x_train, split.y_train, config)  # type: ignore[no-any-return]
 
 
 def cache_path(config: MnistTrainConfig = DEFAULT_CONFIG) -> Path:
@@ -198,19 +176,7 @@ def cache_path(config: MnistTrainConfig = DEFAULT_CONFIG) -> Path:
 
 def trained_mnist_cnn(config: MnistTrainConfig = DEFAULT_CONFIG) -> MnistCNN:
     """A :class:`MnistCNN` trained with ``config``: from the cache, else trained and cached."""
-    path = cache_path(config)
-    model = MnistCNN()
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval()
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
-        pass  # absent, truncated or incompatible: train and (over)write it
-    model = train_mnist_cnn(config)
-    try:
-        save_atomically(model.state_dict(), path)
-    except OSError as exc:
-        warnings.warn(f"could not cache mnist_cnn weights at {path}: {exc}", stacklevel=2)
-    return model
+    return cached_or_trained(MnistCNN, cache_path(config), lambda: train_mnist_cnn(config))  # type: ignore[no-any-return]
 
 
 @register_model(
