@@ -7,7 +7,10 @@ On this machine, with torch on 1 thread: the zoo's convolutional networks are ca
 roofline's memory bandwidth is measured (a 256 MB copy) and its fp32 effective peak and
 per-op overhead are fitted to those times (partitioner.pricing.calibration.fit_device, as
 for the presets; --fit-bandwidth fits the bandwidth too); the op classes' relative
-efficiencies stay the CPU presets' constants. Then the full-size transformer and
+efficiencies stay the CPU presets' constants. A recurrent op's sequential steps are priced
+with each cell kind's step cost and weight rate, measured on one-layer, one-feature cells
+(partitioner.pricing.host.measure_loop_rates; the column "w/o loop terms" prices the op as
+one node at the class efficiency instead). Then the full-size transformer and
 recurrent models of the corpus (tests/partitioner/model/test_corpus.py), which the fit
 never saw, are captured, predicted and measured. Printed per model: predicted ms,
 measured ms, error; and per op class, the predicted against the measured time (each
@@ -29,7 +32,13 @@ from torch.profiler import ProfilerActivity
 import partitioner.model.zoo as zoo
 from partitioner.model.capture import CapturedModel, capture
 from partitioner.pricing.calibration import PublishedFigure, fit_device
-from partitioner.pricing.host import CLOCKS, clock_for, measure_host, measure_memory_bandwidth_gbps
+from partitioner.pricing.host import (
+    CLOCKS,
+    clock_for,
+    measure_host,
+    measure_loop_rates,
+    measure_memory_bandwidth_gbps,
+)
 from partitioner.pricing.profiles import DEVICES, DeviceProfile
 
 THREADS = 1
@@ -44,7 +53,11 @@ def whole_forward_ms(cap: CapturedModel, x: torch.Tensor, repeats: int, warmup: 
     clock = CLOCKS[clock_for(THREADS)]
     with torch.inference_mode():
         for _ in range(warmup):
+            start = clock()
             cap.module(x)
+            once = clock() - start
+        # A small model (a 4 ms LSTM) gets more repeats: at least 0.3 s of samples.
+        repeats = max(repeats, min(100, int(0.3 / max(once, 1e-6))))
         times = []
         for _ in range(repeats):
             start = clock()
@@ -112,12 +125,21 @@ def main() -> None:
         f"host fit: fp32 effective peak {host.peak_gflops['float32']:.2f} GFLOP/s, "
         f"per-op overhead {host.op_overhead_us:.2f} µs, memory {host.mem_bandwidth_gbps:.2f} GB/s"
     )
+    # The recurrent loop's terms: measured on one-layer cells with one input feature (the
+    # machine's step cost and weight rate per kind), never on a corpus model.
+    loops = measure_loop_rates(THREADS)
+    for kind, rate in loops.items():
+        print(f"  measured {kind} step: {rate.step_us:.2f} µs + weights at {rate.gbps:.1f} GB/s")
+    flat = host  # the roofline alone: a recurrent op is one op at the class efficiency
+    host = replace(host, loops=loops)
 
-    rows: list[tuple[str, str, float, float]] = []
+    rows: list[tuple[str, str, float, float, float]] = []
     details = []
     for f in figures:
         predicted = host.graph_ms(graphs[f.model], "float32")
-        rows.append((f.model, f"zoo CNN ({f.role})", predicted, f.ms))
+        rows.append(
+            (f.model, f"zoo CNN ({f.role})", predicted, flat.graph_ms(graphs[f.model]), f.ms)
+        )
         cap, x, _ = caps[f.model]
         nodes = measure_host(cap, repeats=max(2, args.repeats // 2), warmup=1, example=x)
         details.append((f.model, *by_class(host, cap, nodes.node_ms)))
@@ -136,7 +158,8 @@ def main() -> None:
         cap = capture(model, x, name=entry.name)
         ms = whole_forward_ms(cap, x, args.repeats)
         predicted = host.graph_ms(cap.graph, "float32")
-        rows.append((entry.name, f"{entry.kind} ({entry.source})", predicted, ms))
+        without = flat.graph_ms(cap.graph, "float32")
+        rows.append((entry.name, f"{entry.kind} ({entry.source})", predicted, without, ms))
         nodes = measure_host(cap, repeats=max(2, args.repeats // 2), warmup=1, example=x)
         details.append((entry.name, *by_class(host, cap, nodes.node_ms)))
         print(
@@ -147,10 +170,12 @@ def main() -> None:
         if entry.kind == "recurrent":
             print(f"    runs {kernels_run(cap, x)}", flush=True)
 
-    print(f"\n{'model':30s} {'kind':28s} {'predicted ms':>13s} {'measured ms':>12s} {'error':>8s}")
-    for name, kind, predicted, measured in rows:
-        err = (predicted - measured) / measured
-        print(f"{name:30s} {kind:28s} {predicted:13.1f} {measured:12.1f} {err:+8.1%}")
+    head = f"{'predicted ms':>13s} {'measured ms':>12s} {'error':>8s} {'w/o loop terms':>15s}"
+    print(f"\n{'model':30s} {'kind':28s} {head}")
+    for name, kind, predicted, without, measured in rows:
+        err, flat_err = (predicted - measured) / measured, (without - measured) / measured
+        cells = f"{predicted:13.1f} {measured:12.1f} {err:+8.1%} {flat_err:+15.1%}"
+        print(f"{name:30s} {kind:28s} {cells}")
     print("\nper op class, predicted / measured in an interpreter (ms):")
     for name, predicted, seen in details:
         classes = sorted(predicted, key=lambda c: -max(predicted[c], seen[c]))

@@ -37,7 +37,7 @@ from torch import nn
 
 from partitioner.errors import CaptureError
 from partitioner.model import ops
-from partitioner.model.graph import MAX_BATCH, Graph, Node
+from partitioner.model.graph import MAX_BATCH, Graph, Loop, Node
 
 
 @dataclass
@@ -591,6 +591,7 @@ class _Draft:
     in_bytes: int
     inputs: tuple[str, ...]
     batch_dim: int | None = 0  # of the one output tensor (a tuple's parts cross as getitems)
+    loop: Loop | None = None  # a recurrent op's sequential steps
 
     def to_node(self, users: tuple[str, ...], is_output: bool) -> Node:
         shape: tuple[int, ...] = ()
@@ -612,6 +613,7 @@ class _Draft:
             users=users,
             is_output=is_output,
             batch_dim=self.batch_dim,
+            loop=self.loop,
         )
 
 
@@ -682,8 +684,8 @@ class _GraphReader:
         values = [(self.shapes.shape(v), v.dtype) for v in (val if is_tuple else [val])]
         op_class = ops.classify(packet, in_shapes, arg_values)
         cost = self.costs.get(node)
+        op_shapes = ops.OpShapes(inputs=in_shapes, output=values[0][0], args=arg_values)
         if cost is None:  # not run on fake tensors: the op's own rule, from its shapes
-            op_shapes = ops.OpShapes(inputs=in_shapes, output=values[0][0], args=arg_values)
             count = ops.count_flops(packet, op_shapes)
             flops = count or 0
             if op_class is None or (count is None and op_class not in ("view", "memory")):
@@ -705,6 +707,7 @@ class _GraphReader:
                 in_bytes=sum(self._tensor_bytes(a) for a in tensor_inputs),
                 inputs=tuple(dict.fromkeys(self.names[a] for a in tensor_inputs)),
                 batch_dim=0 if is_tuple else self.shapes.batch_dim(val),
+                loop=ops.loop_of(packet, op_shapes),
             )
         )
         if packet == "getitem" and isinstance(node.args[0], fx.Node) and node.args[0] in self.names:

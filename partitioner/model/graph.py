@@ -24,6 +24,24 @@ MAX_BATCH = 4096
 
 
 @dataclass(frozen=True)
+class Loop:
+    """An op that runs ``steps`` steps one after another, per frame (a recurrent layer:
+    its time steps times its layers and directions).
+
+    Each step does ``step_flops`` and re-reads ``step_bytes`` of weights (the hidden-to-
+    hidden matrices, counted at float32), which no batch amortises within the step; the
+    op's other FLOPs (the input projections, one GEMM over all steps) run at once. A
+    device prices the steps by ``kind``: which cell loop runs (fused or op by op) is the
+    kernel library's choice, and the step's fixed cost differs by kind.
+    """
+
+    kind: str  # the ATen op: "lstm" | "gru" | "rnn_tanh" | "rnn_relu"
+    steps: int
+    step_flops: int  # per step, per frame
+    step_bytes: int  # weights read per step (once per batch)
+
+
+@dataclass(frozen=True)
 class Node:
     """One op of the network. Sizes are per frame (batch 1)."""
 
@@ -43,6 +61,7 @@ class Node:
     # size, e.g. a sequence-first (S, B, E) has 1, Swin's windows (B*nW, ...) have 0). None:
     # no dim does (a constant, or a tensor that mixes frames), see ``Graph.crossing_mask``.
     batch_dim: int | None = 0
+    loop: Loop | None = None  # a recurrent op's sequential steps (see ``Loop``)
 
 
 @dataclass(frozen=True)

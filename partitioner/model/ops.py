@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from partitioner.model.graph import Graph
+from partitioner.model.graph import Graph, Loop
 
 # Op classes the device profiles give an efficiency for.
 OP_CLASSES = (
@@ -106,38 +106,92 @@ _RNN_CELL_ELEMENTWISE = {"lstm": 4 + 5, "gru": 3 + 5, "rnn_tanh": 1, "rnn_relu":
 _RNN_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
-def _rnn_flops(kind: str) -> Callable[[OpShapes], int]:
-    """FLOPs of ``aten.{lstm,gru,rnn_tanh,rnn_relu}.input``, every layer and direction.
+@dataclass(frozen=True)
+class _RnnGroup:
+    """One layer and direction of a recurrent op: its weights' and biases' shapes."""
+
+    weights: list[Shape]  # W_ih (G*H, I), W_hh (G*H, H) and a projection, if any
+    biases: list[Shape]
+    hidden: int
+
+
+def _rnn_groups(kind: str, s: OpShapes) -> tuple[int, list[_RnnGroup]] | None:
+    """(time steps x frames, the layer-direction groups) of a recurrent op, or None.
 
     Arguments as exported: (input, hx, params, has_biases, num_layers, dropout, train,
     bidirectional, batch_first); ``params`` holds, per layer and direction, W_ih
     (G*H, I), W_hh (G*H, H) and, with biases, b_ih and b_hh (and a projection, if any).
+    """
+    x = s.inputs[0]
+    params = s.args[2] if len(s.args) > 2 else None
+    if x is None or not isinstance(params, (list, tuple)) or not params or len(x) < 2:
+        return None
+    num_layers = int(s.args[4]) if len(s.args) > 4 else 1  # type: ignore[call-overload]
+    directions = 2 if len(s.args) > 7 and s.args[7] else 1
+    count = num_layers * directions
+    per_group = len(params) // count
+    groups = []
+    for g in range(count):
+        group = [p for p in params[g * per_group : (g + 1) * per_group] if p]
+        weights = [p for p in group if len(p) == 2]
+        biases = [p for p in group if len(p) == 1]
+        hidden = (weights[0][0] if weights else 0) // _RNN_GATES[kind]
+        groups.append(_RnnGroup(weights, biases, hidden))
+    return _numel(x) // x[-1], groups
+
+
+def _rnn_step(kind: str, group: _RnnGroup) -> tuple[int, int]:
+    """(FLOPs, weight elements) of one time step of ``group`` for one frame, beyond the input
+    projection: the hidden-to-hidden products (and projection), their bias, the cell's
+    elementwise work."""
+    recurrent = group.weights[1:]  # all but W_ih: what each step must wait for
+    elements = sum(_numel(w) for w in recurrent)
+    bias = _numel(group.biases[-1]) if len(group.biases) > 1 else 0  # b_hh
+    return 2 * elements + bias + _RNN_CELL_ELEMENTWISE[kind] * group.hidden, elements
+
+
+def _rnn_flops(kind: str) -> Callable[[OpShapes], int]:
+    """FLOPs of ``aten.{lstm,gru,rnn_tanh,rnn_relu}.input``, every layer and direction.
+
     Each time step of each frame costs 2 FLOPs per weight plus the bias adds and the
     cell's elementwise work.
     """
 
     def flops(s: OpShapes) -> int:
-        x = s.inputs[0]
-        params = s.args[2] if len(s.args) > 2 else None
-        if x is None or not isinstance(params, (list, tuple)) or not params or len(x) < 2:
+        read = _rnn_groups(kind, s)
+        if read is None:
             return 0
-        num_layers = int(s.args[4]) if len(s.args) > 4 else 1  # type: ignore[call-overload]
-        directions = 2 if len(s.args) > 7 and s.args[7] else 1
-        groups = num_layers * directions
-        per_group = len(params) // groups
-        steps = _numel(x) // x[-1]  # time steps x frames
+        steps, groups = read
         total = 0
-        for g in range(groups):
-            group = [p for p in params[g * per_group : (g + 1) * per_group] if p]
-            weights = [p for p in group if len(p) == 2]
-            biases = [p for p in group if len(p) == 1]
-            hidden = (weights[0][0] if weights else 0) // _RNN_GATES[kind]
-            per_step = sum(2 * _numel(w) for w in weights) + sum(_numel(b) for b in biases)
-            per_step += _RNN_CELL_ELEMENTWISE[kind] * hidden
+        for group in groups:
+            per_step = sum(2 * _numel(w) for w in group.weights)
+            per_step += sum(_numel(b) for b in group.biases)
+            per_step += _RNN_CELL_ELEMENTWISE[kind] * group.hidden
             total += steps * per_step
         return total
 
     return flops
+
+
+def _rnn_loop(kind: str) -> Callable[[OpShapes], Loop | None]:
+    """The sequential part of a recurrent op (:class:`~partitioner.model.graph.Loop`): its
+    time steps in every layer and direction, each a hidden-to-hidden product that waits on
+    the previous step. Per-group figures are averaged (stacked layers share H)."""
+
+    def loop(s: OpShapes) -> Loop | None:
+        read = _rnn_groups(kind, s)
+        if read is None or not read[1]:
+            return None
+        steps, groups = read
+        step = [_rnn_step(kind, g) for g in groups]
+        return Loop(
+            kind=kind,
+            steps=steps * len(groups),
+            step_flops=sum(f for f, _ in step) // len(groups),
+            step_bytes=4 * sum(e for _, e in step) // len(groups),  # float32, as graph bytes
+        )
+
+    return loop
 
 
 _RULES: dict[str, OpRule] = {}
@@ -186,8 +240,10 @@ register_op(
     "attention",
     _attention_flops,
 )
+_LOOPS: dict[str, Callable[[OpShapes], Loop | None]] = {}
 for _kind in _RNN_CELL_ELEMENTWISE:
     register_op([_kind], "recurrent", _rnn_flops(_kind), whole=True)
+    _LOOPS[_kind] = _rnn_loop(_kind)
 register_op(["embedding", "embedding_bag", "_embedding_bag"], "embedding", _zero)
 # Eval-mode batch norm is a per-channel scale and shift.
 register_op(
@@ -458,6 +514,12 @@ def count_flops(op_name: str, shapes: OpShapes) -> int | None:
     """FLOPs by the project's rule, or None when it has none for ``op_name``."""
     rule = rule_for(op_name)
     return None if rule is None else int(rule.flops(shapes))
+
+
+def loop_of(op_name: str, shapes: OpShapes) -> Loop | None:
+    """The sequential steps of a recurrent op (``Loop``), or None for any other op."""
+    rule = _LOOPS.get(base_name(op_name))
+    return None if rule is None else rule(shapes)
 
 
 def unpriced_ops(graph: Graph) -> list[str]:

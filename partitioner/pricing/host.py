@@ -25,7 +25,7 @@ import torch
 import torch.fx as fx
 
 from partitioner.model.capture import CapturedModel
-from partitioner.pricing.profiles import DEVICES, DeviceProfile
+from partitioner.pricing.profiles import DEVICES, DeviceProfile, LoopRate
 
 # Torch threads a measurement uses unless told otherwise. One: the figure then does not
 # depend on how many cores happen to be idle (with all of them, three runs of resnet18 on a
@@ -251,3 +251,49 @@ def measure_memory_bandwidth_gbps(megabytes: int = 64, repeats: int = 5) -> floa
         dst.copy_(src)
         times.append(clock() - start)
     return 2 * src.numel() * 4 / statistics.median(times) / 1e9
+
+
+# Widths of the loop micro-benchmark: H = 1 costs a step's fixed part only; at the wide
+# width each step re-reads about 512 KiB of hidden-to-hidden weights (gates x H x H floats).
+_LOOP_WIDE = {"lstm": 181, "gru": 209, "rnn_tanh": 362, "rnn_relu": 362}
+
+
+def measure_loop_rates(threads: int = 1, steps: int = 400, repeats: int = 7) -> dict[str, LoopRate]:
+    """Each recurrent kind's per-step cost on this host (:class:`LoopRate`).
+
+    A one-layer cell with one input feature runs ``steps`` steps at hidden size 1 (its
+    fixed cost per step: dispatching the cell's ops, or a fused kernel's step) and at a
+    width whose weights are 512 KiB (the extra time per step, over those bytes, is the
+    rate at which a step re-reads its weights). The op runs as torch dispatches it here
+    (fp32 on CPU: oneDNN's fused LSTM, torch's own step loop for GRU and RNN), so the
+    path is measured, not assumed. A micro-benchmark of the machine, like the memory
+    bandwidth: never a model the rates then price.
+    """
+    rates: dict[str, LoopRate] = {}
+    with torch_threads(threads), torch.inference_mode():
+        clock = CLOCKS[clock_for(threads)]
+        for kind, wide in _LOOP_WIDE.items():
+            per_step = []
+            for hidden in (1, wide):
+                cell = _cell(kind, hidden)
+                x = torch.randn(steps, 1, 1)
+                cell(x)  # warm: weights packed, buffers allocated
+                times = []
+                for _ in range(repeats):
+                    start = clock()
+                    cell(x)
+                    times.append(clock() - start)
+                per_step.append(statistics.median(times) / steps)
+            gates = {"lstm": 4, "gru": 3}.get(kind, 1)
+            weight_bytes = gates * wide * wide * 4
+            extra = max(per_step[1] - per_step[0], 1e-9)  # noise cannot make it free
+            rates[kind] = LoopRate(step_us=per_step[0] * 1e6, gbps=weight_bytes / extra / 1e9)
+    return rates
+
+
+def _cell(kind: str, hidden: int) -> torch.nn.Module:
+    if kind == "lstm":
+        return torch.nn.LSTM(1, hidden).eval()
+    if kind == "gru":
+        return torch.nn.GRU(1, hidden).eval()
+    return torch.nn.RNN(1, hidden, nonlinearity=kind.removeprefix("rnn_")).eval()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from partitioner.errors import EdgecutError
-from partitioner.model.graph import Graph, Node
+from partitioner.model.graph import Graph, Loop, Node
 from partitioner.model.ops import OP_CLASSES
 from partitioner.registry import Registry
 
@@ -72,6 +72,29 @@ class SegmentCorrection:
 
 
 @dataclass(frozen=True)
+class LoopRate:
+    """What one sequential step of a recurrent op costs on a device, by cell kind.
+
+    A step waits on the previous one, so the roofline's "FLOPs at a class efficiency"
+    misses two things: a fixed ``step_us`` (the cell's small ops dispatched one by one,
+    about 40 ATen calls per step in torch's own loop, or one fused kernel's step, as
+    oneDNN runs an fp32 LSTM on CPU) and the rate ``gbps`` at which the step re-reads
+    its hidden-to-hidden weights, which stay in cache between steps. Measured on the
+    host by :func:`partitioner.pricing.host.measure_loop_rates`.
+    """
+
+    step_us: float
+    gbps: float
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.step_us < math.inf and 0 < self.gbps < math.inf):
+            raise ValueError(
+                f"loop rate: expected step_us >= 0 and gbps > 0, both finite; "
+                f"got {self.step_us}, {self.gbps}"
+            )
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """A roofline model of one device running PyTorch (eager) at batch 1."""
 
@@ -90,6 +113,9 @@ class DeviceProfile:
     source: str = ""  # where the figures come from
     measured_ms: Mapping[str, float] | None = field(default=None, compare=False)
     segment: SegmentCorrection = SegmentCorrection()  # a fused half against its nodes' sum
+    # Per recurrent kind ("lstm", "gru", ...): its steps' fixed cost and weight rate. A kind
+    # without one is priced as one op at the "recurrent" class efficiency.
+    loops: Mapping[str, LoopRate] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for dtype, peak in self.peak_gflops.items():
@@ -110,6 +136,7 @@ class DeviceProfile:
             raise ValueError(f"{self.name}: memory bandwidth must be > 0 and overhead >= 0")
         object.__setattr__(self, "peak_gflops", MappingProxyType(dict(self.peak_gflops)))
         object.__setattr__(self, "efficiency", MappingProxyType(dict(self.efficiency)))
+        object.__setattr__(self, "loops", MappingProxyType(dict(self.loops)))
 
     def dtype(self, dtype: str | None) -> str:
         dtype = dtype or self.default_dtype
@@ -137,12 +164,33 @@ class DeviceProfile:
         scale = DTYPE_BYTES[dtype] / 4  # graph bytes are counted at float32
         bytes_moved = (batch * (node.in_bytes + node.out_bytes) + node.param_bytes) * scale
         memory_ms = bytes_moved / (self.mem_bandwidth_gbps * 1e6)
+        loop = node.loop
+        rate = self.loops.get(loop.kind) if loop is not None else None
+        if loop is not None and rate is not None:
+            return self.op_overhead_us / 1e3 + self._loop_ms(
+                loop, rate, node.flops, dtype, batch, memory_ms
+            )
         efficiency = self.efficiency.get(node.op_class, self.efficiency.get("other", 0.1))
         if node.op_class in ("conv", "matmul") and len(node.shape) >= 2 and self.gemm_half_channels:
             channels = node.shape[1] if node.op_class == "conv" else node.shape[-1]
             efficiency *= channels / (channels + self.gemm_half_channels)
         compute_ms = batch * node.flops / (self.peak_gflops[dtype] * efficiency * 1e6)
         return self.op_overhead_us / 1e3 + max(compute_ms, memory_ms)
+
+    def _loop_ms(
+        self, loop: Loop, rate: LoopRate, flops: int, dtype: str, batch: int, memory_ms: float
+    ) -> float:
+        """A recurrent op of ``flops`` per frame: its input projections as one GEMM over
+        all steps (or its bytes moved, ``memory_ms``), then its steps one after another,
+        each a fixed cost plus the larger of its GEMM work for the batch and re-reading
+        its weights at the loop's rate."""
+        gemm = self.peak_gflops[dtype] * self.efficiency.get("matmul", 0.5) * 1e6  # FLOP/ms
+        projection = batch * max(flops - loop.steps * loop.step_flops, 0)
+        step_bytes = loop.step_bytes * DTYPE_BYTES[dtype] / 4
+        step_ms = rate.step_us / 1e3 + max(
+            batch * loop.step_flops / gemm, step_bytes / (rate.gbps * 1e6)
+        )
+        return max(projection / gemm, memory_ms) + loop.steps * step_ms
 
     def graph_ms(self, graph: Graph, dtype: str | None = None) -> float:
         return sum(self.node_ms(n, dtype) for n in graph.nodes)
@@ -163,17 +211,16 @@ DEVICES: Registry[DeviceProfile] = Registry("device")
 # elementwise ops and pooling are bound by memory. Shared by the CPU presets so a
 # device is fitted with its peak, bandwidth and overhead only. Fused attention runs
 # two GEMMs per head whose inner dimension is the head size (64), with a softmax
-# between them: below a dense GEMM. A recurrent layer is a chain of matrix-vector
-# products (one row per frame per time step) over weights that stay in cache: a
-# fifth of peak (0.05 was assumed first; measured on an x86 host with 1 thread, an
-# LSTM ran at 0.29 and a GRU at 0.14 of the fitted peak: benchmarks/cost_generalisation.py).
-# So 0.20 was read off the held-out recurrent models: not a generalisation result. Their
-# gap is the kernel path, not the FLOPs (counted within 1% of the analytic count): at fp32
-# on CPU torch runs an LSTM as one fused oneDNN kernel per layer, a GRU (and an RNN, or an
-# LSTM with mkldnn off) as its own loop over the steps, a GEMV and ~40 small ATen calls per
-# step; the same LSTM through that loop ran at the GRU's rate (36 vs 34 GFLOP/s, 1 thread).
-# With a 2x gap no one constant puts both within +-25% (+-35% at best); that needs the
-# capture to record which path an op takes.
+# between them: below a dense GEMM. A recurrent layer is priced by its loop where the
+# device has a LoopRate for its kind (``host``: measured on one-layer cells by
+# partitioner.pricing.host.measure_loop_rates): its input projections as one GEMM at the
+# matmul efficiency, then each step's fixed cost and weight re-read. The kernel path sets
+# both: at fp32 on CPU torch runs an LSTM as one fused oneDNN kernel per layer (0.4 us a
+# step here), a GRU or RNN as its own loop of ~40 small ATen calls a step (6 us a step);
+# at equal FLOPs that is a 2x gap no single efficiency covers. Devices without measured
+# rates (the presets: no published recurrent figures) price the op whole at the
+# "recurrent" efficiency below, 0.20 of peak, read off the held-out LSTM/GRU of
+# benchmarks/cost_generalisation.py: a placeholder, not a calibration.
 # Embeddings and unpriced ops have no FLOPs to price: only their bytes count.
 _CPU_EFFICIENCY = {
     "conv": 0.60,

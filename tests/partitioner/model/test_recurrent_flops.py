@@ -78,3 +78,49 @@ def test_sequence_first_gru_and_a_plain_rnn() -> None:
     rnn = nn.RNN(32, 64, num_layers=2, batch_first=True)
     counted = recurrent_flops(rnn, torch.randn(1, 25, 32), "rnn_tanh")
     assert counted == pytest.approx(analytic_flops("rnn_tanh", 25, 32, 64, 2), rel=REL)
+
+
+def recurrent_node(rnn: nn.Module, x: torch.Tensor, kind: str):  # type: ignore[no-untyped-def]
+    graph = capture(LastOutput(rnn), x).graph
+    (node,) = [n for n in graph.nodes if n.op == kind]
+    return node
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (3, False), (2, True)])
+def test_the_loop_is_every_step_of_every_layer_and_direction(
+    kind: str, layers: int, bidirectional: bool
+) -> None:
+    # Written out: a step multiplies the hidden state (H) by the G * H rows of W_hh, adds
+    # b_hh and runs the cell's elementwise ops; it re-reads W_hh (G * H * H floats).
+    steps, features, hidden = 15, 24, 40
+    cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN}[kind]
+    rnn = cls(features, hidden, num_layers=layers, bidirectional=bidirectional)
+    node = recurrent_node(rnn, torch.randn(steps, 1, features), kind)
+    directions = 2 if bidirectional else 1
+    gates = GATES[kind]
+    cell = {"lstm": 9, "gru": 8, "rnn_tanh": 1}[kind] * hidden
+    assert node.loop is not None and node.loop.kind == kind
+    assert node.loop.steps == steps * layers * directions
+    assert node.loop.step_flops == 2 * gates * hidden * hidden + gates * hidden + cell
+    assert node.loop.step_bytes == 4 * gates * hidden * hidden
+    # What is not in the steps is the input projections: W_ih times every step at once.
+    projection = node.flops - node.loop.steps * node.loop.step_flops
+    widths = [features] + [directions * hidden] * (layers - 1)
+    expected = sum(directions * steps * (2 * gates * hidden * w + gates * hidden) for w in widths)
+    assert projection == expected
+
+
+def test_a_projected_lstm_steps_through_its_projection_too() -> None:
+    # proj_size: the hidden state is H_r wide, W_hh is (4H, H_r), and each step also runs
+    # W_hr (H_r, H): both wait on the previous step.
+    hidden, proj = 32, 8
+    node = recurrent_node(nn.LSTM(16, hidden, proj_size=proj), torch.randn(10, 1, 16), "lstm")
+    assert node.loop is not None
+    assert node.loop.step_bytes == 4 * (4 * hidden * proj + proj * hidden)
+
+
+def test_only_recurrent_ops_have_a_loop() -> None:
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+    graph = capture(model, torch.randn(1, 8)).graph
+    assert all(n.loop is None for n in graph.nodes)

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from edgecut.cli import main
-from partitioner.pricing.host import HOST_THREADS, Timing, measure_host, time_forward, torch_threads
+from partitioner.pricing.host import (
+    HOST_THREADS,
+    Timing,
+    measure_host,
+    measure_loop_rates,
+    time_forward,
+    torch_threads,
+)
 
 
 def test_timing_quartiles_of_known_samples() -> None:
@@ -63,3 +70,20 @@ def test_plan_accepts_threads_for_a_measured_edge(capsys) -> None:
     argv = ["plan", "--model", "digits_cnn", "--edge", "host", "--bandwidth-mbps", "10"]
     assert main([*argv, "--threads", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["predicted"]["edge_ms"] >= 0
+
+
+def test_loop_rates_are_measured_for_every_recurrent_kind() -> None:
+    import math
+
+    from partitioner.model.ops import op_class_of
+
+    before = torch.get_num_threads()
+    rates = measure_loop_rates(threads=1, steps=50, repeats=3)
+    assert torch.get_num_threads() == before
+    # Every recurrent op the capture can meet has a rate, and only those.
+    assert set(rates) == {"lstm", "gru", "rnn_tanh", "rnn_relu"}
+    assert all(op_class_of(kind) == "recurrent" for kind in rates)
+    for rate in rates.values():
+        # A step costs something, and no cache streams faster than 10 TB/s.
+        assert 0 < rate.step_us < 10_000
+        assert 0 < rate.gbps < 10_000 and math.isfinite(rate.gbps)

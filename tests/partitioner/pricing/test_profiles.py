@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from partitioner.errors import EdgecutError
-from partitioner.model.graph import Node
+from partitioner.model.graph import Loop, Node
 from partitioner.pricing.calibration import FIGURES
-from partitioner.pricing.profiles import DEVICES
+from partitioner.pricing.profiles import DEVICES, DeviceProfile, LoopRate
 
 REQUIRED = {"rpi4", "jetson-nano", "jetson-orin-nano", "x86-server", "a100", "host"}
 
@@ -88,3 +90,66 @@ def test_unknown_device_and_dtype_are_clear() -> None:
         DEVICES.get("rpi5")
     with pytest.raises(EdgecutError, match="no float16 compute"):
         DEVICES.get("rpi4").dtype("float16")
+
+
+def _lstm(steps: int = 100) -> Node:
+    # 1 layer, 256 hidden over 80 features: each step re-reads W_hh (1 MiB) and does 0.53
+    # MFLOP; the input projection is 16.4 MFLOP over all steps at once.
+    step = Loop("lstm", steps, step_flops=527_616, step_bytes=4 * 1024 * 256)
+    projection = 2 * 1024 * 80 * steps
+    return Node(
+        "rnn", "lstm", "recurrent", (), "tuple", 256 * 4 * (steps + 2),
+        projection + steps * step.step_flops, 4 * 1024 * (80 + 256 + 2), 80 * 4 * steps,
+        ("x",), (), loop=step,
+    )  # fmt: skip
+
+
+def _roofline(**loops: LoopRate) -> DeviceProfile:
+    return replace(
+        DEVICES.get("host"),
+        peak_gflops={"float32": 200.0},
+        op_overhead_us=5.0,
+        mem_bandwidth_gbps=40.0,
+        loops=loops,
+    )
+
+
+def test_a_recurrent_op_pays_each_step_and_its_weights_at_the_loop_rate() -> None:
+    node = _lstm()
+    profile = _roofline(lstm=LoopRate(step_us=2.0, gbps=100.0))
+    gemm = 200.0 * profile.efficiency["matmul"] * 1e6  # FLOP per ms
+    projection_ms = 2 * 1024 * 80 * 100 / gemm
+    # Each step: 2 us fixed, then 1 MiB at 100 GB/s (10.5 us), which beats its FLOPs (5.3 us).
+    step_ms = 2.0e-3 + (4 * 1024 * 256) / 100e6
+    expected = 5.0e-3 + projection_ms + 100 * step_ms
+    assert profile.node_ms(node) == pytest.approx(expected, rel=1e-9)
+    # Twice the steps: the projection and every step double, the op's overhead does not.
+    assert profile.node_ms(_lstm(200)) == pytest.approx(2 * expected - 5.0e-3, rel=1e-9)
+
+
+def test_a_batch_shares_each_steps_weights_and_fixed_cost() -> None:
+    profile = _roofline(lstm=LoopRate(step_us=2.0, gbps=100.0))
+    node = _lstm()
+    one, eight = profile.node_ms(node, batch=1), profile.node_ms(node, batch=8)
+    # Eight frames: the step's GEMM work (8 x 0.53 MFLOP = 42 us) now outweighs re-reading
+    # its weights (10.5 us), so a batch costs more than one frame but far less than 8.
+    assert one < eight < 8 * one
+    gemm = 200.0 * profile.efficiency["matmul"] * 1e6
+    step_ms = 2.0e-3 + 8 * 527_616 / gemm
+    projection_ms = 8 * 2 * 1024 * 80 * 100 / gemm
+    assert eight == pytest.approx(5.0e-3 + projection_ms + 100 * step_ms, rel=1e-9)
+
+
+def test_a_kind_without_a_loop_rate_is_one_op_at_the_class_efficiency() -> None:
+    node = _lstm()
+    gru_only = _roofline(gru=LoopRate(step_us=6.0, gbps=70.0))
+    flat = _roofline()
+    assert gru_only.node_ms(node) == flat.node_ms(node)
+    compute_ms = node.flops / (200.0 * flat.efficiency["recurrent"] * 1e6)
+    assert flat.node_ms(node) == pytest.approx(5.0e-3 + compute_ms, rel=1e-9)
+
+
+@pytest.mark.parametrize(("step_us", "gbps"), [(-1.0, 10.0), (1.0, 0.0), (float("inf"), 1.0)])
+def test_a_loop_rate_must_be_finite_and_positive(step_us: float, gbps: float) -> None:
+    with pytest.raises(ValueError, match="loop rate: expected"):
+        LoopRate(step_us, gbps)
