@@ -21,9 +21,13 @@ Goal: within ±25% (stretch ±15%).
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import statistics
 from collections import defaultdict
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from corpus import load_corpus  # benchmarks/corpus.py: the corpus the tests define
@@ -95,6 +99,7 @@ def main() -> None:
     parser.add_argument(
         "--fit-bandwidth", action="store_true", help="fit the memory bandwidth, not measure it"
     )
+    parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), fp32, batch 1")
@@ -185,6 +190,40 @@ def main() -> None:
             if max(predicted[c], seen[c]) >= 0.5
         ]
         print(f"  {name:30s} " + ", ".join(cells))
+    if args.out:
+        write_json(args.out, host, rows)
+
+
+def write_json(path: Path, host: DeviceProfile, rows: list) -> None:
+    """The run's fit, loop rates and per-model figures, for docs/figures and the README."""
+    doc = {
+        "command": "python benchmarks/cost_generalisation.py",
+        "torch": torch.__version__,
+        "threads": THREADS,
+        "cpu": platform.processor() or platform.machine(),
+        "load_average": os.getloadavg(),
+        "fit": {
+            "models": list(FIT_MODELS),
+            "peak_gflops_fp32": host.peak_gflops["float32"],
+            "op_overhead_us": host.op_overhead_us,
+            "mem_bandwidth_gbps": host.mem_bandwidth_gbps,
+        },
+        "loop_rates": {k: {"step_us": r.step_us, "gbps": r.gbps} for k, r in host.loops.items()},
+        "models": [
+            {
+                "model": name,
+                "kind": kind,
+                "predicted_ms": predicted,
+                "predicted_without_loop_terms_ms": without,
+                "measured_ms": measured,
+                "error": (predicted - measured) / measured,
+            }
+            for name, kind, predicted, without, measured in rows
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
