@@ -103,7 +103,8 @@ def _attention_flops(s: OpShapes) -> int:
 # activations plus the cell update (LSTM: c' = f*c + i*g, h' = o*tanh(c'); GRU:
 # n = tanh(.. + r*..), h' = (1-z)*n + z*h; a plain RNN: its one activation).
 _RNN_CELL_ELEMENTWISE = {"lstm": 4 + 5, "gru": 3 + 5, "rnn_tanh": 1, "rnn_relu": 1}
-_RNN_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+# Gates per recurrent kind: W_ih and W_hh have gates x H rows.
+RECURRENT_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _rnn_groups(kind: str, s: OpShapes) -> tuple[int, list[_RnnGroup]] | None:
         group = [p for p in params[g * per_group : (g + 1) * per_group] if p]
         weights = [p for p in group if len(p) == 2]
         biases = [p for p in group if len(p) == 1]
-        hidden = (weights[0][0] if weights else 0) // _RNN_GATES[kind]
+        hidden = (weights[0][0] if weights else 0) // RECURRENT_GATES[kind]
         groups.append(_RnnGroup(weights, biases, hidden))
     return _numel(x) // x[-1], groups
 

@@ -14,6 +14,7 @@ is corrected (:class:`~partitioner.pricing.calibration.SegmentCorrection`).
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,7 @@ import torch
 import torch.fx as fx
 
 from partitioner.model.capture import CapturedModel
+from partitioner.model.ops import RECURRENT_GATES
 from partitioner.pricing.profiles import DEVICES, DeviceProfile, LoopRate
 
 # Torch threads a measurement uses unless told otherwise. One: the figure then does not
@@ -253,9 +255,9 @@ def measure_memory_bandwidth_gbps(megabytes: int = 64, repeats: int = 5) -> floa
     return 2 * src.numel() * 4 / statistics.median(times) / 1e9
 
 
-# Widths of the loop micro-benchmark: H = 1 costs a step's fixed part only; at the wide
-# width each step re-reads about 512 KiB of hidden-to-hidden weights (gates x H x H floats).
-_LOOP_WIDE = {"lstm": 181, "gru": 209, "rnn_tanh": 362, "rnn_relu": 362}
+# The loop micro-benchmark's wide cell re-reads this many bytes of hidden-to-hidden
+# weights (gates x H x H floats) per step: more than L1, within this host's L2.
+_LOOP_STEP_BYTES = 512 * 1024
 
 
 def measure_loop_rates(threads: int = 1, steps: int = 400, repeats: int = 7) -> dict[str, LoopRate]:
@@ -272,7 +274,8 @@ def measure_loop_rates(threads: int = 1, steps: int = 400, repeats: int = 7) -> 
     rates: dict[str, LoopRate] = {}
     with torch_threads(threads), torch.inference_mode():
         clock = CLOCKS[clock_for(threads)]
-        for kind, wide in _LOOP_WIDE.items():
+        for kind, gates in RECURRENT_GATES.items():
+            wide = round(math.sqrt(_LOOP_STEP_BYTES / 4 / gates))
             per_step = []
             for hidden in (1, wide):
                 cell = _cell(kind, hidden)
@@ -284,7 +287,6 @@ def measure_loop_rates(threads: int = 1, steps: int = 400, repeats: int = 7) -> 
                     cell(x)
                     times.append(clock() - start)
                 per_step.append(statistics.median(times) / steps)
-            gates = {"lstm": 4, "gru": 3}.get(kind, 1)
             weight_bytes = gates * wide * wide * 4
             extra = max(per_step[1] - per_step[0], 1e-9)  # noise cannot make it free
             rates[kind] = LoopRate(step_us=per_step[0] * 1e6, gbps=weight_bytes / extra / 1e9)
