@@ -64,9 +64,9 @@ def serve(
 def request(crossing: list, arrays: list[np.ndarray], codec: str) -> Any:
     """The ModelInfer request of one frame's crossing tensors, encoded with ``codec``."""
     from partitioner.deploy.crossing import encode_inputs
-    from protos import serde, transport
+    from protos import allocator, serde
 
-    transport.reuse_large_buffers()
+    allocator.keep_freed_memory()
     inputs, params = encode_inputs(arrays, crossing, codec)
     return serde.request_to_proto(
         serde.InferRequest("resnet18", inputs, model_version="1", input_parameters=params)

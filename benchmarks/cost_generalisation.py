@@ -44,6 +44,7 @@ from partitioner.pricing.host import (
     measure_memory_bandwidth_gbps,
 )
 from partitioner.pricing.profiles import DEVICES, DeviceProfile
+from protos.allocator import keep_freed_memory
 
 THREADS = 1
 FIT_MODELS = ("alexnet", "resnet18", "resnet50", "mobilenet_v2", "googlenet")
@@ -101,6 +102,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
+    keep_freed_memory()  # steady-state forwards: no activation refaulted (protos/allocator.py)
     torch.set_num_threads(THREADS)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), fp32, batch 1")
 

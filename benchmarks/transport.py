@@ -76,14 +76,14 @@ def serve_grpc(port_file: Path) -> None:
     """An echo with the cloud node's transport and ModelInfer serde, and nothing else."""
     import grpc
 
-    from protos import serde, splice, transport
+    from protos import allocator, serde, splice, transport
 
     def echo(data: bytes, context: object) -> bytes:
         request = splice.request_from_wire(data)
         reply = serde.InferResponse(request.model_name, request.inputs, id=request.id)
         return splice.response_to_wire(reply)
 
-    transport.reuse_large_buffers()
+    allocator.keep_freed_memory()
     server = transport.build_server(max_workers=4)
     handler = grpc.unary_unary_rpc_method_handler(echo)
     service = "inference.GRPCInferenceService"
@@ -100,9 +100,9 @@ def serve_grpc_bytes(port_file: Path) -> None:
     """The floor of gRPC itself: the request's bytes echoed back, no protobuf at all."""
     import grpc
 
-    from protos import transport
+    from protos import allocator, transport
 
-    transport.reuse_large_buffers()
+    allocator.keep_freed_memory()
     server = transport.build_server(max_workers=4)
     handler = grpc.unary_unary_rpc_method_handler(lambda data, context: data)
     server.add_generic_rpc_handlers(
@@ -199,9 +199,9 @@ class BytesClient:
     """The same bytes through a bare grpcio method: gRPC's own floor."""
 
     def __init__(self, port: int, nbytes: int) -> None:
-        from protos import transport
+        from protos import allocator, transport
 
-        transport.reuse_large_buffers()
+        allocator.keep_freed_memory()
         self.payload = np.random.default_rng(0).bytes(nbytes)
         self.channel = transport.build_channel(f"127.0.0.1:{port}")
         self.echo = self.channel.unary_unary("/echo.Bytes/Echo")

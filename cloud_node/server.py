@@ -36,7 +36,7 @@ from cloud_node.metrics import NodeMetrics
 from cloud_node.models import READY, ModelStore, Tail
 from cloud_node.rest import RestServer, bind, build_app
 from partitioner.errors import EdgecutError
-from protos import transport
+from protos import allocator, transport
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
 from protos.inference import grpc_service_pb2 as pb
@@ -183,7 +183,7 @@ class CloudNode:
         Raises StartCancelled if :meth:`stop` is called meanwhile (a SIGTERM during loading).
         """
         cfg = self.config
-        transport.reuse_large_buffers(cfg.max_message_bytes)
+        allocator.keep_freed_memory()  # buffers and activations reused, not refaulted
         if cfg.threads is not None:
             import torch
 

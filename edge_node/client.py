@@ -23,7 +23,7 @@ import grpc
 from edge_node.throttle import TokenBucket
 from partitioner.deploy import crossing
 from partitioner.errors import EdgecutError
-from protos import serde, splice, transport
+from protos import allocator, serde, splice, transport
 from protos.edgecut.v1 import edgecut_pb2 as cpb
 from protos.edgecut.v1 import edgecut_pb2_grpc as cpb_grpc
 from protos.errors import TensorWireError
@@ -91,7 +91,7 @@ class CloudClient:
         self.uplink = uplink
         self._tls = tls
         self._has_token = token is not None
-        transport.reuse_large_buffers(max_message_bytes)
+        allocator.keep_freed_memory()  # buffers and activations reused, not refaulted
         self._channel = transport.build_channel(
             transport.channel_target(target),
             tls=tls,

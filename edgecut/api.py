@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from protos.allocator import keep_freed_memory as keep_freed_memory  # re-exported: call once
+
 if TYPE_CHECKING:
     from partitioner.compress.search import SearchResult
     from partitioner.planner import Planner

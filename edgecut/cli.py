@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from edgecut import __version__
 from edgecut.commands import COMMANDS
+from protos.allocator import keep_freed_memory
 
 EXIT_USAGE = 2
 
@@ -232,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if preflight is not None:
         print(f"edgecut {args.command}: error: {preflight}", file=sys.stderr)
         return EXIT_USAGE
+    keep_freed_memory()  # every forward in this process runs in the steady state
     try:
         return int(args.run(args) or 0)
     except EdgecutError as exc:

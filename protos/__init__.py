@@ -4,5 +4,6 @@
 Protocol; ``edgecut.v1``: edgecut's control API; regenerate with ``python -m protos.generate``);
 numpy <-> wire serde in three layers, ``arrays`` (one tensor) under ``serde`` (ModelInfer
 messages) under ``splice`` (the same messages as bytes), all raising ``errors.TensorWireError``;
-and ``transport`` (the one builder of servers and channels).
+``transport`` (the one builder of servers and channels); and ``allocator`` (keeps freed
+buffers in the process, so no forward or message refaults them; no grpc, any layer calls it).
 """

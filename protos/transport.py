@@ -44,7 +44,6 @@ __all__ = [
     "parse_targets",
     "probe",
     "replica_options",
-    "reuse_large_buffers",
     "server_options",
 ]
 
@@ -357,41 +356,6 @@ class _BearerTokenClient(
 
 
 # ------------------------------------------------------------------- buffers
-
-
-_BUFFERS_TUNED = False
-
-
-def reuse_large_buffers(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> bool:
-    """Keep freed multi-megabyte buffers in the heap for reuse (glibc only; once per process).
-
-    A tensor message is copied several times on its way (protobuf, gRPC slices, numpy). glibc
-    serves every allocation above 128 KiB with a fresh mmap and unmaps it on free, so each
-    copy of a 4 MB tensor also pays ~1000 page faults; on loopback that doubled the round
-    trip. Raising the mmap and trim thresholds above the message limit lets the process
-    reuse those pages. Returns whether the allocator was tuned. Node processes call this.
-    """
-    global _BUFFERS_TUNED
-    if _BUFFERS_TUNED:
-        return True
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
-    # glibc caps the mmap threshold at 32 MiB (64-bit); more would be ignored.
-    threshold = min(2 * max_message_bytes, 32 * 1024 * 1024)
-    ok = mallopt(m_mmap_threshold, threshold) == 1
-    ok = ok and mallopt(m_trim_threshold, 4 * threshold) == 1
-    _BUFFERS_TUNED = ok
-    return ok
 
 
 # -------------------------------------------------------------- servers, channels

@@ -28,6 +28,7 @@ import torch.fx as fx
 from partitioner.model.capture import CapturedModel
 from partitioner.model.ops import RECURRENT_GATES
 from partitioner.pricing.profiles import DEVICES, DeviceProfile, LoopRate
+from protos.allocator import keep_freed_memory
 
 # Torch threads a measurement uses unless told otherwise. One: the figure then does not
 # depend on how many cores happen to be idle (with all of them, three runs of resnet18 on a
@@ -127,9 +128,12 @@ def time_forward(
 ) -> Timing:
     """Time ``forward()`` (no arguments) with ``Timer.blocked_autorange`` at ``threads``
     threads (None: :data:`HOST_THREADS`), after ``warmup`` untimed calls; the spread is over
-    the Timer's blocks."""
+    the Timer's blocks. Freed buffers are kept in the process first
+    (:func:`protos.allocator.keep_freed_memory`): a forward that refaults its activations
+    every call times the allocator's history, not the model."""
     from torch.utils.benchmark import Timer
 
+    keep_freed_memory()
     threads = threads or HOST_THREADS
     clock = CLOCKS[clock_for(threads)]
     with torch_threads(threads), torch.inference_mode():
@@ -210,7 +214,9 @@ def measure_host(
     min_run_time_s: float = MIN_RUN_S,
 ) -> HostMeasurement:
     """Per-node medians (:func:`measure_nodes`) and whole forwards (:func:`time_forward`) of
-    ``captured`` on this machine, at batch 1, with ``threads`` torch threads."""
+    ``captured`` on this machine, at batch 1, with ``threads`` torch threads (freed buffers
+    kept in the process, as for :func:`time_forward`)."""
+    keep_freed_memory()
     threads = threads or HOST_THREADS
     x = example if example is not None else torch.randn(captured.input_shape)
     node_ms, layer_sums = measure_nodes(
