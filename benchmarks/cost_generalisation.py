@@ -10,7 +10,9 @@ for the presets; --fit-bandwidth fits the bandwidth too); the op classes' relati
 efficiencies stay the CPU presets' constants. A recurrent op's sequential steps are priced
 with each cell kind's step cost and weight rate, measured on one-layer, one-feature cells
 (partitioner.pricing.host.measure_loop_rates; the column "w/o loop terms" prices the op as
-one node at the class efficiency instead). Then the full-size transformer and
+one node at the class efficiency instead), and a few single kernels' rates are printed
+(3x3 against 1x1 convolutions, a linear layer, a max pool: the CNN fit's own misses). Then
+the full-size transformer and
 recurrent models of the corpus (tests/partitioner/model/test_corpus.py), which the fit
 never saw, are captured, predicted and measured. Printed per model: predicted ms,
 measured ms, error; and per op class, the predicted against the measured time (each
@@ -83,6 +85,43 @@ def kernels_run(cap: CapturedModel, x: torch.Tensor) -> str:
     return f"{calls} ATen calls, most time in " + ", ".join(f"{e.key} x{e.count}" for e in top)
 
 
+def kernel_rates(repeats: int = 20) -> dict[str, float]:
+    """GFLOP/s of single kernels at 1 thread: why one conv efficiency cannot fit every CNN.
+
+    A 3x3 convolution (oneDNN's direct kernels) against a 1x1 convolution and a linear
+    layer (GEMMs), and a max pool (1 FLOP per window element, as partitioner.model.ops
+    counts it).
+    """
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    probes = {}
+    for channels, side in ((64, 56), (128, 28), (256, 14), (512, 7)):
+        x = torch.randn(1, channels, side, side, generator=gen)
+        w = torch.randn(channels, channels, 3, 3, generator=gen)
+        flops = 2 * channels * channels * 9 * side * side
+        probes[f"conv3x3 {channels}ch@{side}"] = (lambda x=x, w=w: F.conv2d(x, w, padding=1), flops)
+    x, w = torch.randn(1, 256, 14, 14, generator=gen), torch.randn(1024, 256, 1, 1, generator=gen)
+    probes["conv1x1 256->1024@14"] = (lambda: F.conv2d(x, w), 2 * 256 * 1024 * 14 * 14)
+    a, b = torch.randn(197, 768, generator=gen), torch.randn(3072, 768, generator=gen)
+    probes["linear 197x768->3072"] = (lambda: F.linear(a, b), 2 * 197 * 768 * 3072)
+    p = torch.randn(1, 64, 112, 112, generator=gen)
+    probes["maxpool3x3/2 64ch@112"] = (lambda: F.max_pool2d(p, 3, 2, 1), 64 * 56 * 56 * 9)
+    clock = CLOCKS[clock_for(THREADS)]
+    rates = {}
+    with torch.inference_mode():
+        for name, (run, flops) in probes.items():
+            for _ in range(3):  # oneDNN builds its primitive on the first call
+                run()
+            times = []
+            for _ in range(repeats):
+                start = clock()
+                run()
+                times.append(clock() - start)
+            rates[name] = flops / statistics.median(times) / 1e9
+    return rates
+
+
 def by_class(profile: DeviceProfile, cap: CapturedModel, measured: dict[str, float] | None):
     predicted: dict[str, float] = defaultdict(float)
     seen: dict[str, float] = defaultdict(float)
@@ -137,6 +176,8 @@ def main() -> None:
     loops = measure_loop_rates(THREADS)
     for kind, rate in loops.items():
         print(f"  measured {kind} step: {rate.step_us:.2f} µs + weights at {rate.gbps:.1f} GB/s")
+    rates = kernel_rates()
+    print("  kernel rates (GFLOP/s): " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     flat = host  # the roofline alone: a recurrent op is one op at the class efficiency
     host = replace(host, loops=loops)
 
@@ -193,10 +234,10 @@ def main() -> None:
         ]
         print(f"  {name:30s} " + ", ".join(cells))
     if args.out:
-        write_json(args.out, host, rows)
+        write_json(args.out, host, rows, rates)
 
 
-def write_json(path: Path, host: DeviceProfile, rows: list) -> None:
+def write_json(path: Path, host: DeviceProfile, rows: list, rates: dict[str, float]) -> None:
     """The run's fit, loop rates and per-model figures, for docs/figures and the README."""
     doc = {
         "command": "python benchmarks/cost_generalisation.py",
@@ -211,6 +252,7 @@ def write_json(path: Path, host: DeviceProfile, rows: list) -> None:
             "mem_bandwidth_gbps": host.mem_bandwidth_gbps,
         },
         "loop_rates": {k: {"step_us": r.step_us, "gbps": r.gbps} for k, r in host.loops.items()},
+        "kernel_gflops": rates,
         "models": [
             {
                 "model": name,
