@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -266,36 +267,31 @@ def measure_memory_bandwidth_gbps(megabytes: int = 64, repeats: int = 5) -> floa
 _LOOP_STEP_BYTES = 512 * 1024
 
 
-def measure_loop_rates(threads: int = 1, steps: int = 400, repeats: int = 7) -> dict[str, LoopRate]:
+def measure_loop_rates(
+    threads: int = 1, steps: int = 400, min_run_time_s: float = 0.05
+) -> dict[str, LoopRate]:
     """Each recurrent kind's per-step cost on this host (:class:`LoopRate`).
 
     A one-layer cell with one input feature runs ``steps`` steps at hidden size 1 (its
     fixed cost per step: dispatching the cell's ops, or a fused kernel's step) and at a
     width whose weights are 512 KiB (the extra time per step, over those bytes, is the
-    rate at which a step re-reads its weights). The op runs as torch dispatches it here
-    (fp32 on CPU: oneDNN's fused LSTM, torch's own step loop for GRU and RNN), so the
-    path is measured, not assumed. A micro-benchmark of the machine, like the memory
-    bandwidth: never a model the rates then price.
+    rate at which a step re-reads its weights), each timed by :func:`time_forward`. The
+    op runs as torch dispatches it here (fp32 on CPU: oneDNN's fused LSTM, torch's own
+    step loop for GRU and RNN), so the path is measured, not assumed. A micro-benchmark
+    of the machine, like the memory bandwidth: never a model the rates then price.
     """
     rates: dict[str, LoopRate] = {}
-    with torch_threads(threads), torch.inference_mode():
-        clock = CLOCKS[clock_for(threads)]
-        for kind, gates in RECURRENT_GATES.items():
-            wide = round(math.sqrt(_LOOP_STEP_BYTES / 4 / gates))
-            per_step = []
-            for hidden in (1, wide):
-                cell = _cell(kind, hidden)
-                x = torch.randn(steps, 1, 1)
-                cell(x)  # warm: weights packed, buffers allocated
-                times = []
-                for _ in range(repeats):
-                    start = clock()
-                    cell(x)
-                    times.append(clock() - start)
-                per_step.append(statistics.median(times) / steps)
-            weight_bytes = gates * wide * wide * 4
-            extra = max(per_step[1] - per_step[0], 1e-9)  # noise cannot make it free
-            rates[kind] = LoopRate(step_us=per_step[0] * 1e6, gbps=weight_bytes / extra / 1e9)
+    x = torch.randn(steps, 1, 1)
+    for kind, gates in RECURRENT_GATES.items():
+        wide = round(math.sqrt(_LOOP_STEP_BYTES / 4 / gates))
+        per_step_ms = []
+        for hidden in (1, wide):
+            cell = _cell(kind, hidden)
+            timing = time_forward(partial(cell, x), threads=threads, min_run_time_s=min_run_time_s)
+            per_step_ms.append(timing.median_ms / steps)
+        weight_bytes = gates * wide * wide * 4
+        extra_s = max(per_step_ms[1] - per_step_ms[0], 1e-6) / 1e3  # noise cannot make it free
+        rates[kind] = LoopRate(step_us=per_step_ms[0] * 1e3, gbps=weight_bytes / extra_s / 1e9)
     return rates
 
 
