@@ -4,12 +4,11 @@ is named after its factory, as ``--help`` says."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.edgecut.test_cli_partition import edgecut  # the CLI in a subprocess, 1 thread
 
 NETS = """\
 import torch
@@ -21,18 +20,6 @@ def tiny_mlp():
     model.example_input_shape = (1, 3, 4)
     return model
 """
-
-
-def edgecut(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "edgecut.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-        env=env,
-    )
 
 
 @pytest.mark.parametrize("spec", ["nets.py:tiny_mlp", "mypkg.nets:tiny_mlp"])
